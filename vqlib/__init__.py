@@ -1,0 +1,36 @@
+"""vqlib: train VQ-VAEs on CPU or GPU and compute the information-theoretic
+generalization and generation bounds of the book "Why VQ-VAEs generalise".
+
+The chapters call this library; each public function's docstring names the chapter
+and result it serves. The submodules ``book``, ``information``, ``plots`` and
+``widgets`` load on first use (``vqlib.widgets.sweep_panel``), so importing vqlib
+does not import ipywidgets or pyplot.
+"""
+import importlib
+
+from . import quantize
+from .data import check_images, load_dataset, make_synthetic, train_test_split
+from .device import default_device, resolve_device
+from .metrics import CodebookUsage, codebook_usage, normalised_mse, per_input_loss
+from .model import VQOutput, VQVAE
+from .profile import current_profile, pick
+from .sweep import sweep_latents
+from .train import History, encode_indices, evaluate, fit, reconstruction_loss
+
+__version__ = "0.1.0"
+
+_LAZY = ("book", "information", "plots", "widgets")
+
+__all__ = [
+    "CodebookUsage", "History", "VQOutput", "VQVAE",
+    "check_images", "codebook_usage", "current_profile", "default_device", "encode_indices",
+    "evaluate", "fit", "load_dataset", "make_synthetic", "normalised_mse", "per_input_loss",
+    "pick", "quantize", "reconstruction_loss", "resolve_device", "sweep_latents", "train_test_split",
+    *_LAZY,
+]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'vqlib' has no attribute {name!r}")

@@ -1,0 +1,57 @@
+"""Where tensors live: the one place the book and the library choose a device.
+
+Every chapter's setup cell and every training call go through :func:`default_device`,
+so no code in this project names ``"cuda"`` itself.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+__all__ = ["default_device", "resolve_device", "has_accelerator"]
+
+
+def has_accelerator() -> bool:
+    """True when a CUDA (or Apple MPS) device can be used (chapter setup cells)."""
+    if torch.cuda.is_available():
+        return True
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def default_device() -> torch.device:
+    """The device the book trains on: ``VQLIB_DEVICE`` if set, else CUDA, MPS, CPU.
+
+    Used by every chapter's setup cell and as the default of :func:`vqlib.fit`.
+    """
+    wanted = os.environ.get("VQLIB_DEVICE", "").strip()
+    if wanted:
+        return resolve_device(wanted)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """Turn ``None`` (the default device), a name or a ``torch.device`` into a device.
+
+    Raises ``ValueError`` naming ``device`` when the name is not a torch device, or
+    when it names an accelerator that this machine does not have.
+    """
+    if device is None:
+        return default_device()
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device={device!r} is not a torch device name") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} asks for CUDA, but no CUDA device is available")
+    if dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"device={device!r} asks for MPS, but MPS is not available")
+    return dev

@@ -1,0 +1,220 @@
+"""The VQ-VAE the book trains (chapter 1): encoder, codebook of K codes, L latent
+positions per input, decoder with outputs in [0, 1].
+
+The encoder maps an input to L vectors in R^{code_dim}; the quantizer replaces each by a
+code e_{J_l}; the decoder maps (e_{J_1}, …, e_{J_L}) to x̂. Encoder and decoder are
+multilayer perceptrons whose depth and width are arguments, because chapter 8 sweeps
+them; a flat (vector) encoder works for every L ≥ 1 and every image shape (C, H, W).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ._checks import positive_float, positive_int
+from .metrics import codebook_usage
+from .quantize import VectorQuantizer, kmeans
+
+__all__ = ["VQVAE", "VQOutput"]
+
+
+@dataclass
+class VQOutput:
+    """One forward pass: the reconstruction, the latent variables and the loss parts."""
+
+    x_hat: Tensor  # (N, *in_shape) in [0, 1]
+    indices: Tensor  # (N, L) the latent variables J
+    probs: Tensor  # (N, L, K) the posterior q(k | x) per position
+    z_e: Tensor  # (N, L, code_dim) encoder outputs f(x)
+    z_q: Tensor  # (N, L, code_dim) chosen codes e_J
+    recon_loss: Tensor  # mean over inputs of ‖x − x̂‖² / d, in [0, 1]
+    codebook_loss: Tensor
+    commitment_loss: Tensor
+    loss: Tensor  # what training minimises: recon + codebook + commitment weight × commitment
+    perplexity: float  # exp(entropy of the batch's code frequencies)
+    used_fraction: float  # fraction of the K codes chosen at least once in the batch
+
+
+def _mlp(sizes: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def _shape(in_shape) -> tuple[int, int, int]:
+    try:
+        shape = tuple(in_shape)
+    except TypeError:
+        raise ValueError(f"in_shape must be a tuple (C, H, W) such as (1, 8, 8), got {in_shape!r}") from None
+    if len(shape) != 3:
+        raise ValueError(f"in_shape must have 3 entries (C, H, W), got {in_shape!r}")
+    for s in shape:
+        positive_int(s, f"in_shape entry (in {in_shape!r})")
+    return tuple(int(s) for s in shape)
+
+
+class VQVAE(nn.Module):
+    """A VQ-VAE with K codes and L latent positions per input (chapter 1).
+
+    Parameters
+    ----------
+    in_shape : the shape of one input, e.g. ``(1, 8, 8)`` for the digits.
+    K : codebook size (K ≥ 1).
+    L : latent positions per input (L ≥ 1); the latent variable J lies in [K]^L.
+    code_dim : dimension of each code vector.
+    quantizer : ``"nearest"`` (deterministic) or ``"softmax"`` (J_l ~ q ∝ exp(−β‖f_l − e_k‖²)).
+    beta : the softmax quantizer's inverse temperature β > 0 (chapter 6).
+    hidden : width of every hidden layer, unless ``encoder_width``/``decoder_width`` are given.
+    encoder_depth, decoder_depth : number of hidden layers (0 gives a linear map).
+    codebook : ``"ema"`` or ``"loss"``: how the codebook learns.
+    commitment : weight of the commitment loss.
+    init : ``"kmeans"``, ``"data"`` or ``"random"``: how :func:`vqlib.fit` starts the codebook.
+    dead_code_reset : whether :func:`vqlib.fit` moves unused codes onto encoder outputs.
+    seed : seeds the initial weights, so construction is reproducible.
+    """
+
+    def __init__(
+        self,
+        in_shape,
+        K: int,
+        L: int,
+        code_dim: int = 8,
+        quantizer: str = "nearest",
+        beta: float = 1.0,
+        *,
+        hidden: int = 128,
+        encoder_depth: int = 2,
+        decoder_depth: int = 2,
+        encoder_width: int | None = None,
+        decoder_width: int | None = None,
+        codebook: str = "ema",
+        commitment: float = 0.25,
+        decay: float = 0.99,
+        init: str = "kmeans",
+        dead_code_reset: bool = True,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.in_shape = _shape(in_shape)
+        self.K = positive_int(K, "K")
+        self.L = positive_int(L, "L")
+        self.code_dim = positive_int(code_dim, "code_dim")
+        if quantizer == "softmax":
+            positive_float(beta, "beta")
+        hidden = positive_int(hidden, "hidden")
+        enc_w = positive_int(encoder_width if encoder_width is not None else hidden, "encoder_width")
+        dec_w = positive_int(decoder_width if decoder_width is not None else hidden, "decoder_width")
+        enc_d = positive_int(encoder_depth, "encoder_depth", minimum=0)
+        dec_d = positive_int(decoder_depth, "decoder_depth", minimum=0)
+        if init not in ("kmeans", "data", "random"):
+            raise ValueError(f"init={init!r} is not one of ('kmeans', 'data', 'random')")
+        self.commitment = float(commitment)
+        if not math.isfinite(self.commitment) or self.commitment < 0:
+            raise ValueError(f"commitment must be a finite number ≥ 0, got {commitment!r}")
+        self.init, self.dead_code_reset, self.seed = init, bool(dead_code_reset), int(seed)
+        self.config = dict(
+            in_shape=self.in_shape, K=self.K, L=self.L, code_dim=self.code_dim, quantizer=quantizer,
+            beta=float(beta), hidden=hidden, encoder_depth=enc_d, decoder_depth=dec_d,
+            encoder_width=enc_w, decoder_width=dec_w, codebook=codebook,
+            commitment=self.commitment, decay=decay, init=init,
+            dead_code_reset=self.dead_code_reset, seed=self.seed,
+        )
+        d = math.prod(self.in_shape)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            self.encoder = _mlp([d] + [enc_w] * enc_d + [self.L * self.code_dim])
+            self.quantizer = VectorQuantizer(
+                self.K, self.code_dim, quantizer=quantizer, beta=beta, update=codebook, decay=decay
+            )
+            self.decoder = _mlp([self.L * self.code_dim] + [dec_w] * dec_d + [d])
+        # Set once fit() has initialised the codebook from data; saved with the weights.
+        self.register_buffer("codebook_initialised", torch.tensor(False))
+
+    @property
+    def beta(self) -> float:
+        return self.quantizer.beta
+
+    @property
+    def device(self) -> torch.device:
+        return self.quantizer.codebook.device
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Encoder outputs f(x)_l on the unit sphere of R^{code_dim}, shape (N, L, code_dim).
+
+        Codes lie on the same sphere (see :class:`vqlib.quantize.VectorQuantizer`), so every
+        squared distance ‖f(x)_l − e_k‖² lies in [0, 4]: the scale on which the softmax
+        quantizer's β means something, and the sensitivity of chapter 6's stability bound.
+        """
+        z = self.encoder(x.reshape(x.shape[0], -1)).reshape(-1, self.L, self.code_dim)
+        return F.normalize(z, dim=-1)
+
+    def decode(self, z_q: Tensor) -> Tensor:
+        """Decoder g(z_q) for codes of shape (N, L, code_dim) → (N, *in_shape) in [0, 1]."""
+        out = torch.sigmoid(self.decoder(z_q.reshape(z_q.shape[0], -1)))
+        return out.reshape(-1, *self.in_shape)
+
+    def decode_indices(self, indices: Tensor) -> Tensor:
+        """x̂ = g(e_{J_1}, …, e_{J_L}) for latent variables ``indices`` of shape (N, L)."""
+        indices = torch.as_tensor(indices, device=self.device)
+        if indices.dim() != 2 or indices.shape[1] != self.L:
+            raise ValueError(f"indices must have shape (N, L={self.L}), got {tuple(indices.shape)}")
+        if indices.dtype.is_floating_point or indices.dtype == torch.bool:
+            raise ValueError(f"indices must be integers, got dtype {indices.dtype}")
+        if indices.numel() and (indices.min() < 0 or indices.max() >= self.K):
+            raise ValueError(f"indices must lie in [0, K={self.K}), got values in "
+                             f"[{int(indices.min())}, {int(indices.max())}]")
+        return self.decode(self.quantizer.codes[indices])
+
+    def posterior(self, x: Tensor) -> Tensor:
+        """The latent-variable posterior q(k | x) per position, shape (N, L, K)."""
+        return self.quantizer.posterior(self.encode(x))
+
+    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> VQOutput:
+        if tuple(x.shape[1:]) != self.in_shape:
+            raise ValueError(f"x has shape {tuple(x.shape)}, which does not match in_shape={self.in_shape}")
+        z_e = self.encode(x)
+        q = self.quantizer(z_e, generator=generator)
+        x_hat = self.decode(q.z_q)
+        recon = F.mse_loss(x_hat, x)
+        usage = codebook_usage(q.indices.detach(), self.K)
+        return VQOutput(
+            x_hat=x_hat, indices=q.indices, probs=q.probs, z_e=z_e, z_q=q.z_q,
+            recon_loss=recon, codebook_loss=q.codebook_loss, commitment_loss=q.commitment_loss,
+            loss=recon + q.codebook_loss + self.commitment * q.commitment_loss,
+            perplexity=usage.perplexity, used_fraction=usage.used_fraction,
+        )
+
+    @torch.no_grad()
+    def init_codebook(self, x: Tensor, generator: torch.Generator | None = None) -> None:
+        """Start encoder and codebook from data ``x`` (called once by :func:`vqlib.fit`).
+
+        First the encoder's last layer is rescaled so that, over ``x``, each output unit
+        has mean 0 and variance 1 before the projection onto the sphere: freshly
+        initialised networks map all inputs to nearly the same direction, which would
+        give every input the same code at each position. Then the codebook starts from
+        k-means on the encodings (or random encodings, for ``init="data"``).
+        """
+        last = self.encoder[-1]
+        raw = self.encoder(x.reshape(x.shape[0], -1))
+        mean, std = raw.mean(0), raw.std(0).clamp_min(1e-6)
+        last.weight.div_(std[:, None])
+        last.bias.sub_(mean).div_(std)
+        z = self.encode(x).reshape(-1, self.code_dim)
+        if z.shape[0] > 4096:  # k-means on a random subset: the cost stays flat in N·L
+            z = z[torch.randperm(z.shape[0], generator=generator)[:4096].to(z.device)]
+        if self.init == "kmeans":
+            codes = kmeans(z, self.K, generator=generator)
+        elif self.init == "data":
+            rows = torch.randint(z.shape[0], (self.K,), generator=generator).to(z.device)
+            codes = z[rows]
+        else:
+            codes = self.quantizer.codebook.detach().clone()
+        self.quantizer.set_codebook(codes)
+        self.codebook_initialised.fill_(True)

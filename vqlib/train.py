@@ -1,0 +1,178 @@
+"""Training and evaluating VQ-VAEs, seeded and reproducible on the CPU (chapter 1).
+
+:func:`fit` trains in place and returns the history; :func:`reconstruction_loss` is
+the per-input loss of the trained model in evaluation mode (EMA statistics frozen),
+which is what every bound of the book is computed from.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import Tensor
+
+from ._checks import positive_float, positive_int
+from .data import check_images
+from .device import resolve_device
+from .metrics import codebook_usage, normalised_mse, per_input_loss
+from .model import VQVAE
+
+__all__ = ["fit", "History", "EpochRecord", "reconstruction_loss", "encode_indices", "evaluate"]
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    train_loss: float  # mean per-input reconstruction loss on the training set, eval mode
+    perplexity: float
+    used_fraction: float
+    dead_codes_reset: int
+    val_loss: float | None = None
+
+
+@dataclass
+class History:
+    """Per-epoch records of one :func:`fit` call, with the seed and configuration."""
+
+    seed: int
+    config: dict
+    epochs: list[EpochRecord] = field(default_factory=list)
+
+    @property
+    def final(self) -> EpochRecord:
+        return self.epochs[-1]
+
+    def rows(self) -> list[dict]:
+        """One dict per epoch, with the seed in every row (a tidy table)."""
+        return [{"seed": self.seed, **asdict(r)} for r in self.epochs]
+
+    def to_csv(self) -> str:
+        buf = io.StringIO()
+        rows = self.rows()
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        return buf.getvalue()
+
+
+def _progress(iterable, enabled: bool, desc: str):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, leave=False)
+
+
+def fit(
+    model: VQVAE,
+    x,
+    epochs: int = 30,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+    seed: int = 0,
+    progress: bool = False,
+    *,
+    x_val=None,
+    device=None,
+) -> History:
+    """Train ``model`` on images ``x`` (N, C, H, W) in [0, 1] and return its history.
+
+    Everything random (codebook initialisation, batch order, softmax sampling) is drawn
+    from ``seed``; the global random state is left as it was. The same model
+    construction, data and seed give the same numbers on the CPU. The model ends in
+    evaluation mode, on ``device`` (default: :func:`vqlib.default_device`).
+    """
+    epochs = positive_int(epochs, "epochs")
+    batch_size = positive_int(batch_size, "batch_size")
+    lr = positive_float(lr, "lr")
+    seed = positive_int(seed, "seed", minimum=0)
+    x = check_images(x, name="x", in_shape=model.in_shape)
+    if x_val is not None:
+        x_val = check_images(x_val, name="x_val", in_shape=model.in_shape)
+    dev = resolve_device(device)
+    model.to(dev)
+    x = x.to(dev)
+    history = History(seed=seed, config=dict(model.config, epochs=epochs, batch_size=batch_size, lr=lr))
+    gen = torch.Generator().manual_seed(seed)
+    fork = [dev.index or 0] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=fork):
+        torch.manual_seed(seed)
+        if not bool(model.codebook_initialised):
+            sample = x[torch.randperm(len(x), generator=gen)[:4096].to(dev)]
+            model.init_codebook(sample, generator=gen)
+        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+        model.quantizer.recent_count.zero_()
+        for epoch in _progress(range(1, epochs + 1), progress, "epochs"):
+            model.train()
+            order = torch.randperm(len(x), generator=gen).to(dev)
+            for start in range(0, len(x), batch_size):
+                out = model(x[order[start : start + batch_size]])
+                opt.zero_grad(set_to_none=True)
+                out.loss.backward()
+                opt.step()
+            reset = 0
+            if model.dead_code_reset:
+                pool = x[order[: min(len(x), 1024)]]
+                with torch.no_grad():
+                    z = model.encode(pool).reshape(-1, model.code_dim)
+                reset = model.quantizer.reset_dead_codes(z, generator=gen)
+            model.eval()
+            losses, indices = _evaluate(model, x, seed=seed)
+            usage = codebook_usage(indices, model.K)
+            val = float(_evaluate(model, x_val, seed=seed)[0].mean()) if x_val is not None else None
+            history.epochs.append(EpochRecord(
+                epoch=epoch, train_loss=float(losses.mean()), perplexity=usage.perplexity,
+                used_fraction=usage.used_fraction, dead_codes_reset=reset, val_loss=val,
+            ))
+    model.eval()
+    return history
+
+
+@torch.no_grad()
+def _evaluate(model: VQVAE, x: Tensor, *, seed: int, batch_size: int = 1024) -> tuple[Tensor, Tensor]:
+    """Per-input losses and latent variables in evaluation mode (CPU tensors)."""
+    was_training = model.training
+    model.eval()
+    dev = model.device
+    gen = torch.Generator(device=dev).manual_seed(seed) if model.quantizer.quantizer == "softmax" else None
+    losses, indices = [], []
+    try:
+        for start in range(0, len(x), batch_size):
+            xb = x[start : start + batch_size].to(dev)
+            out = model(xb, generator=gen)
+            losses.append(per_input_loss(xb, out.x_hat).cpu())
+            indices.append(out.indices.cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(losses), torch.cat(indices)
+
+
+def reconstruction_loss(model: VQVAE, x, *, seed: int = 0, batch_size: int = 1024) -> Tensor:
+    """Per-input losses ℓ(x, x̂) = ‖x − x̂‖²/d, shape (N,), in [0, 1] (chapter 1 onwards).
+
+    Computed in evaluation mode (the EMA codebook is not touched). For the softmax
+    quantizer the latent variables are sampled with a generator seeded by ``seed``.
+    """
+    x = check_images(x, name="x", in_shape=model.in_shape)
+    return _evaluate(model, x, seed=seed, batch_size=positive_int(batch_size, "batch_size"))[0]
+
+
+def encode_indices(model: VQVAE, x, *, seed: int = 0, batch_size: int = 1024) -> Tensor:
+    """The latent variables J of each input in evaluation mode, shape (N, L)."""
+    x = check_images(x, name="x", in_shape=model.in_shape)
+    return _evaluate(model, x, seed=seed, batch_size=positive_int(batch_size, "batch_size"))[1]
+
+
+def evaluate(model: VQVAE, x, *, seed: int = 0) -> dict:
+    """Mean loss, normalised MSE, perplexity and used fraction of ``model`` on ``x``."""
+    x = check_images(x, name="x", in_shape=model.in_shape)
+    losses, indices = _evaluate(model, x, seed=seed)
+    usage = codebook_usage(indices, model.K)
+    return {
+        "loss": float(losses.mean()),
+        "nmse": normalised_mse(losses, x),
+        "perplexity": usage.perplexity,
+        "used_fraction": usage.used_fraction,
+    }
