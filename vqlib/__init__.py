@@ -2,30 +2,38 @@
 generalization and generation bounds of the book "Why VQ-VAEs generalise".
 
 The chapters call this library; each public function's docstring names the chapter
-and result it serves. The submodules ``book``, ``information``, ``plots`` and
-``widgets`` load on first use (``vqlib.widgets.sweep_panel``), so importing vqlib
+and result it serves. The submodules ``book``, ``plots`` and ``widgets`` load on
+first use (``vqlib.widgets.sweep_panel``), so importing vqlib
 does not import ipywidgets or pyplot.
 """
 import importlib
 
 from . import quantize
+from .bounds import dv_cosh_bound, latent_kl_terms, pair_terms
 from .data import check_images, load_dataset, make_synthetic, train_test_split
 from .device import default_device, resolve_device
 from .metrics import CodebookUsage, codebook_usage, normalised_mse, per_input_loss
 from .model import VQOutput, VQVAE
 from .profile import current_profile, pick
+from .information import (entropy, kl_categorical, kl_inverse_lower, kl_inverse_upper, kl_to_uniform,
+                          plugin_mi, test_set_bound)
+from .supersample import (Supersample, SupersampleResult, draw_mask, draw_permutation, make_supersample,
+                          run_supersample, split, split_by_permutation)
 from .sweep import sweep_latents
 from .train import History, encode_indices, evaluate, fit, reconstruction_loss
 
 __version__ = "0.1.0"
 
-_LAZY = ("book", "information", "plots", "widgets")
+_LAZY = ("book", "plots", "widgets")
 
 __all__ = [
     "CodebookUsage", "History", "VQOutput", "VQVAE",
     "check_images", "codebook_usage", "current_profile", "default_device", "encode_indices",
     "evaluate", "fit", "load_dataset", "make_synthetic", "normalised_mse", "per_input_loss",
     "pick", "quantize", "reconstruction_loss", "resolve_device", "sweep_latents", "train_test_split",
+    "dv_cosh_bound", "latent_kl_terms", "pair_terms", "entropy", "kl_categorical", "kl_inverse_lower",
+    "kl_inverse_upper", "kl_to_uniform", "plugin_mi", "test_set_bound", "Supersample", "SupersampleResult",
+    "draw_mask", "draw_permutation", "make_supersample", "run_supersample", "split", "split_by_permutation",
     *_LAZY,
 ]
 

@@ -191,6 +191,19 @@ class VQVAE(nn.Module):
             perplexity=usage.perplexity, used_fraction=usage.used_fraction,
         )
 
+    def freeze_codebook_and_decoder(self) -> "VQVAE":
+        """Fix codebook and decoder, so that training changes the encoder only (chapter 3).
+
+        No gradient reaches them, the EMA and dead-code resets stop, and the codebook is
+        marked initialised. Returns the model.
+        """
+        for p in [*self.quantizer.parameters(), *self.decoder.parameters()]:
+            p.requires_grad_(False)
+        self.quantizer.update = "frozen"
+        self.dead_code_reset = False
+        self.codebook_initialised.fill_(True)
+        return self
+
     @torch.no_grad()
     def init_codebook(self, x: Tensor, generator: torch.Generator | None = None) -> None:
         """Start encoder and codebook from data ``x`` (called once by :func:`vqlib.fit`).

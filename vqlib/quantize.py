@@ -30,7 +30,7 @@ from ._checks import choice, positive_float, positive_int
 __all__ = ["Quantized", "VectorQuantizer", "kmeans", "QUANTIZERS", "CODEBOOK_UPDATES"]
 
 QUANTIZERS = ("nearest", "softmax")
-CODEBOOK_UPDATES = ("ema", "loss")
+CODEBOOK_UPDATES = ("ema", "loss")  # "frozen" is set by VQVAE.freeze_codebook_and_decoder
 
 
 @dataclass

@@ -1,0 +1,293 @@
+"""The supersample, the mask and the permutation (chapters 2–5).
+
+A supersample X̃ holds n pairs of i.i.d. inputs; the mask U ∈ {0,1}^n picks the training
+point of each pair (X̃_{i,U_i}) and leaves the other as its test "ghost" (X̃_{i,1−U_i}).
+Chapter 5 replaces the n coins by one uniform permutation T of the 2n points, whose
+first n are trained on.
+
+Three seeds stay apart everywhere: ``supersample_seed`` draws X̃ from the data,
+``mask_seed`` draws U (or T), ``train_seed`` drives training.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ._checks import positive_int
+from .data import check_images
+
+__all__ = ["Supersample", "make_supersample", "draw_mask", "draw_permutation", "split", "split_by_permutation"]
+
+
+@dataclass(frozen=True)
+class Supersample:
+    """n pairs of inputs drawn without replacement from a data set."""
+
+    points: Tensor  # (n, 2, C, H, W)
+    source_index: np.ndarray  # (n, 2): row of each point in the data set it came from
+    supersample_seed: int
+
+    @property
+    def n(self) -> int:
+        return self.points.shape[0]
+
+    def flat(self) -> Tensor:
+        """All 2n points, pair by pair: (X̃_{1,0}, X̃_{1,1}, X̃_{2,0}, …), shape (2n, C, H, W)."""
+        return self.points.reshape(-1, *self.points.shape[2:])
+
+
+def make_supersample(x, n: int, *, supersample_seed: int) -> Supersample:
+    """Draw X̃: 2n distinct rows of ``x``, arranged as n pairs (chapter 2).
+
+    Raises ``ValueError`` naming ``n`` when n < 1 or 2n exceeds the data.
+    """
+    x = check_images(x, name="x")
+    n = positive_int(n, "n")
+    if 2 * n > len(x):
+        raise ValueError(f"n={n} is larger than half the data ({len(x)} inputs allow n ≤ {len(x) // 2})")
+    seed = positive_int(supersample_seed, "supersample_seed", minimum=0)
+    rows = np.random.default_rng(seed).choice(len(x), size=2 * n, replace=False).reshape(n, 2)
+    points = x[torch.as_tensor(rows.reshape(-1))].reshape(n, 2, *x.shape[1:])
+    return Supersample(points=points, source_index=rows, supersample_seed=seed)
+
+
+def draw_mask(n: int, *, mask_seed: int) -> np.ndarray:
+    """U ∈ {0,1}^n with independent fair coins (chapter 2)."""
+    n = positive_int(n, "n")
+    seed = positive_int(mask_seed, "mask_seed", minimum=0)
+    return np.random.default_rng(seed).integers(0, 2, size=n)
+
+
+def draw_permutation(n: int, *, mask_seed: int) -> np.ndarray:
+    """T: a uniform permutation of the 2n supersample points (chapter 5)."""
+    n = positive_int(n, "n")
+    seed = positive_int(mask_seed, "mask_seed", minimum=0)
+    return np.random.default_rng(seed).permutation(2 * n)
+
+
+def _check_mask(U, n: int) -> np.ndarray:
+    U = np.asarray(U)
+    if U.shape != (n,):
+        raise ValueError(f"U must have shape ({n},), got {U.shape}")
+    if not np.isin(U, (0, 1)).all():
+        raise ValueError("U must hold only 0 and 1")
+    return U.astype(np.int64)
+
+
+def split(ss: Supersample, U) -> tuple[Tensor, Tensor]:
+    """(training points X̃_{i,U_i}, test ghosts X̃_{i,1−U_i}), each (n, C, H, W)."""
+    U = torch.as_tensor(_check_mask(U, ss.n))
+    rows = torch.arange(ss.n)
+    return ss.points[rows, U], ss.points[rows, 1 - U]
+
+
+def split_by_permutation(ss: Supersample, T) -> tuple[Tensor, Tensor]:
+    """(the n points T[:n] of the flattened supersample, the other n) (chapter 5)."""
+    T = np.asarray(T)
+    if sorted(T.tolist()) != list(range(2 * ss.n)):
+        raise ValueError(f"T must be a permutation of range({2 * ss.n})")
+    flat = ss.flat()
+    return flat[torch.as_tensor(T[: ss.n])], flat[torch.as_tensor(T[ss.n :])]
+
+
+# --------------------------------------------------------------------------- the runner
+
+
+@dataclass
+class SupersampleResult:
+    """What :func:`run_supersample` measured: the gap, the bounds and the tidy rows."""
+
+    gap: float  # mean measured test-minus-train loss over all runs
+    gap_sem: float  # its standard error (over supersamples, or over runs for one supersample)
+    bounds: dict[str, float]  # every proved upper bound on the expected gap, by name
+    diagnostics: dict[str, float]  # estimated informations, KL terms, nulls: not bounds
+    rows: list[dict]  # one row per (supersample, mask, pair), seeds in every row
+    per_supersample: list[dict]  # the gap and every bound conditional on each X̃
+    config: dict
+
+    def to_csv(self, path=None) -> str:
+        """The rows as CSV text (written to ``path`` when given)."""
+        import csv
+        import io
+
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(self.rows[0]))
+        writer.writeheader()
+        writer.writerows(self.rows)
+        if path is not None:
+            with open(path, "w", newline="") as fh:
+                fh.write(buf.getvalue())
+        return buf.getvalue()
+
+    def to_json(self) -> dict:
+        return {"gap": self.gap, "gap_sem": self.gap_sem, "bounds": self.bounds,
+                "diagnostics": self.diagnostics, "per_supersample": self.per_supersample,
+                "config": self.config, "rows": self.rows}
+
+
+BOUND_NAMES = {
+    "e_cmi": "e-CMI: pair of losses, range 1",
+    "e_cmi_cosh": "e-CMI: pair of losses, exact cosh moment",
+    "ld_cmi": "loss-difference CMI, range 1",
+    "ld_cmi_cosh": "loss-difference CMI, exact cosh moment",
+    "lv_uniform": "latent variables, uniform prior",
+    "lv_marginal": "latent variables, mask-marginal prior",
+    "held_out": "held-out test set (kl inverse, δ added)",
+}
+
+
+def run_supersample(
+    x,
+    n: int,
+    K: int,
+    L: int,
+    n_masks: int = 10,
+    n_supersamples: int = 5,
+    epochs: int = 100,
+    seed: int = 0,
+    *,
+    train: str = "all",
+    n_bins: int = 2,
+    delta: float = 0.05,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+    device=None,
+    progress: bool = False,
+    **model_kwargs,
+) -> SupersampleResult:
+    """Train one VQ-VAE per (supersample, mask), evaluate all 2n points, bound the gap.
+
+    Chapters 2–4. Supersample s uses ``supersample_seed = seed + s`` (n pairs drawn from
+    ``x``); mask m uses ``mask_seed = 1000·(seed + s) + m``; training uses
+    ``train_seed = seed`` for every run, so runs differ only by their mask.
+
+    ``train="all"`` trains the whole model on each training half. ``train="encoder"``
+    first trains a VQ-VAE on the data outside the supersample, then, for every mask,
+    retrains only the encoder on the training half with that codebook and decoder
+    frozen: the setting in which the latent variables carry all the mask information
+    that reaches the loss (chapter 3), so the latent-variable bounds hold without a
+    decoder term. With ``train="all"`` those bounds pay the decoder's and codebook's
+    information with its largest possible value, log 2 per pair.
+    """
+    from .model import VQVAE
+    from .train import _evaluate, fit
+
+    x = check_images(x, name="x")
+    n = positive_int(n, "n")
+    if 2 * n > len(x):
+        raise ValueError(f"n={n} is larger than half the data ({len(x)} inputs allow n ≤ {len(x) // 2})")
+    n_masks = positive_int(n_masks, "n_masks", minimum=2)
+    n_supersamples = positive_int(n_supersamples, "n_supersamples")
+    seed = positive_int(seed, "seed", minimum=0)
+    if train not in ("all", "encoder"):
+        raise ValueError(f"train={train!r} is not one of ('all', 'encoder')")
+    if not 0 < delta < 1:
+        raise ValueError(f"delta must lie in (0, 1), got {delta!r}")
+    config = dict(n=n, K=K, L=L, n_masks=n_masks, n_supersamples=n_supersamples, epochs=epochs,
+                  seed=seed, train=train, n_bins=n_bins, delta=delta, batch_size=batch_size, lr=lr,
+                  **model_kwargs)
+    build = lambda: VQVAE(x.shape[1:], K, L, seed=seed, **model_kwargs)  # noqa: E731
+    rows, per_pair, run_gaps, held_out = [], [], [], []
+    jobs = [(s, m) for s in range(n_supersamples) for m in range(n_masks)]
+    if progress:
+        from tqdm.auto import tqdm
+
+        jobs = tqdm(jobs, desc="supersample × mask")
+    frozen = None
+    for s, m in jobs:
+        ss_seed = seed + s
+        if m == 0:
+            ss = make_supersample(x, n, supersample_seed=ss_seed)
+            losses = np.zeros((n_masks, n, 2))
+            masks = np.zeros((n_masks, n), dtype=np.int64)
+            posts = np.zeros((n_masks, n, 2, L, K), dtype=np.float32)
+            if train == "encoder":
+                outside = np.setdiff1d(np.arange(len(x)), ss.source_index.reshape(-1))
+                frozen = build()
+                fit(frozen, x[torch.as_tensor(outside)], epochs=epochs, batch_size=batch_size, lr=lr,
+                    seed=seed, device=device)
+        mask_seed = 1000 * ss_seed + m
+        U = draw_mask(n, mask_seed=mask_seed)
+        x_train, _ = split(ss, U)
+        model = build()
+        if frozen is not None:
+            model.load_state_dict(frozen.state_dict())
+            model.freeze_codebook_and_decoder()
+        fit(model, x_train, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device)
+        flat = ss.flat()
+        point_losses, _ = _evaluate(model, flat, seed=seed)
+        with torch.no_grad():
+            post = model.posterior(flat.to(model.device)).cpu().numpy()
+        losses[m] = point_losses.numpy().reshape(n, 2)
+        masks[m] = U
+        posts[m] = post.reshape(n, 2, L, K)
+        rows_idx = np.arange(n)
+        train_l, test_l = losses[m][rows_idx, U], losses[m][rows_idx, 1 - U]
+        run_gaps.append((s, float(test_l.mean() - train_l.mean())))
+        from .information import test_set_bound
+
+        held_out.append(test_set_bound(np.clip(test_l, 0, 1), delta=delta)["kl_inverse"] - train_l.mean() + delta)
+        for i in range(n):
+            rows.append(dict(supersample_seed=ss_seed, mask_seed=mask_seed, train_seed=seed, i=i, U=int(U[i]),
+                             loss0=float(losses[m][i, 0]), loss1=float(losses[m][i, 1])))
+        if m == n_masks - 1:
+            per_pair.append(_pair_bounds(losses, masks, posts, n_bins))
+    return _summarise(per_pair, run_gaps, held_out, rows, config, train)
+
+
+def _pair_bounds(losses, masks, posts, n_bins) -> list[dict]:
+    from .bounds import latent_kl_terms, pair_terms
+
+    out = []
+    for i in range(losses.shape[1]):
+        terms = pair_terms(losses[:, i, 0], losses[:, i, 1], masks[:, i], n_bins=n_bins)
+        terms.update(latent_kl_terms(posts[:, i]))
+        out.append(terms)
+    return out
+
+
+def _bounds_of(pairs: list[dict], slack: float) -> dict[str, float]:
+    """Average each bound's per-pair term over the pairs of one supersample."""
+    import math
+
+    terms = {
+        "e_cmi": lambda t: t["e_sqrt"],
+        "e_cmi_cosh": lambda t: t["e_cosh"],
+        "ld_cmi": lambda t: t["ld_sqrt"],
+        "ld_cmi_cosh": lambda t: t["ld_cosh"],
+        "lv_uniform": lambda t: math.sqrt(2 * (t["kl_uniform"] + slack)),
+        "lv_marginal": lambda t: math.sqrt(2 * (t["kl_marginal"] + slack)),
+    }
+    out = {name: float(np.mean([f(t) for t in pairs])) for name, f in terms.items()}
+    for key in ("ld_mi", "e_mi", "ld_err", "e_err", "kl_uniform", "kl_marginal"):
+        out[key] = float(np.mean([t[key] for t in pairs]))
+    return out
+
+
+def _summarise(per_pair, run_gaps, held_out, rows, config, train) -> SupersampleResult:
+    import math
+
+    slack = 0.0 if train == "encoder" else math.log(2)  # the decoder/codebook term, at most H(U_i)
+    seeds = sorted({s for s, _ in run_gaps})
+    per_ss = []
+    for s, pairs in zip(seeds, per_pair):
+        g = np.array([v for t, v in run_gaps if t == s])
+        h = np.array([v for (t, _), v in zip(run_gaps, held_out) if t == s])
+        per_ss.append(dict(supersample_seed=config["seed"] + s, gap=float(g.mean()),
+                           gap_sem=float(g.std(ddof=1) / math.sqrt(len(g))), held_out=float(h.mean()),
+                           **_bounds_of(pairs, slack)))
+    gaps = np.array([v for _, v in run_gaps])
+    means = np.array([r["gap"] for r in per_ss])
+    if len(means) >= 2:
+        sem = float(means.std(ddof=1) / math.sqrt(len(means)))
+    else:
+        sem = float(gaps.std(ddof=1) / math.sqrt(len(gaps)))
+    mean = lambda key: float(np.mean([r[key] for r in per_ss]))  # noqa: E731
+    bounds = {name: mean(name) for name in BOUND_NAMES}
+    diagnostics = {key: mean(key) for key in ("ld_mi", "e_mi", "ld_err", "e_err", "kl_uniform", "kl_marginal")}
+    diagnostics["decoder_slack"] = slack
+    return SupersampleResult(gap=float(gaps.mean()), gap_sem=sem, bounds=bounds, diagnostics=diagnostics,
+                             rows=rows, per_supersample=per_ss, config=config)
