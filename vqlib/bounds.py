@@ -102,23 +102,47 @@ def pair_terms(loss0, loss1, U, n_bins: int = 2) -> dict[str, float]:
     return out
 
 
-def latent_kl_terms(posteriors) -> dict[str, float]:
+def latent_kl_terms(posteriors, reference=None, aggregated=None, eps: float = 0.01) -> dict[str, float]:
     """KL terms of the latent-variable bound for one pair (chapter 4).
 
     ``posteriors[m, b, l, k]``: in run m, the posterior q(k | X̃_{i,b}) at position l.
-    Returns, averaged over runs, Σ_{b,l} KL(q_m ‖ π) for two priors chosen without the
-    mask: ``kl_uniform`` (π uniform: 2L log K − Σ H(q)) and ``kl_marginal`` (π_{b,l} the
-    average of q_m(· | X̃_{i,b})_l over runs, i.e. over masks: a function of X̃ alone).
+    Returns, averaged over runs, Σ_{b,l} KL(q_m ‖ π) for priors chosen without the mask:
+
+    * ``kl_uniform``: π uniform, so the term is 2L log K − Σ H(q);
+    * ``kl_marginal``: π_{b,l} the average of q_m(· | X̃_{i,b})_l over the runs, i.e. over
+      masks: a function of X̃ alone;
+    * ``kl_reference`` (when ``reference[b, l, k]`` is given): π_{b,l} = (1−ε)·reference +
+      ε/K, the posterior of a model trained without the supersample, smoothed so that a
+      changed code costs log(K/ε) instead of infinity;
+    * ``kl_aggregated`` (when ``aggregated[l, k]`` is given): π_{b,l} = (1−ε)·aggregated_l
+      + ε/K, that model's posterior averaged over all 2n supersample points.
     """
     p = np.asarray(posteriors, dtype=float)
     if p.ndim != 4 or p.shape[0] < 2:
         raise ValueError(f"posteriors must have shape (runs ≥ 2, 2, L, K), got {p.shape}")
+    if not 0 < eps < 1:
+        raise ValueError(f"eps must lie in (0, 1), got {eps!r}")
     K = p.shape[-1]
     with np.errstate(divide="ignore", invalid="ignore"):
-        plogp = np.where(p > 0, p * np.log(p), 0.0)
-        entropy = -plogp.sum(-1)  # (m, 2, L)
-        prior = p.mean(0, keepdims=True)
-        cross = np.where(p > 0, p * np.log(np.where(p > 0, prior, 1.0)), 0.0).sum(-1)
-    kl_uniform = (math.log(K) - entropy).sum((1, 2)).mean()
-    kl_marginal = (-entropy - cross).sum((1, 2)).mean()
-    return {"kl_uniform": float(kl_uniform), "kl_marginal": float(max(kl_marginal, 0.0))}
+        neg_entropy = np.where(p > 0, p * np.log(p), 0.0).sum(-1)  # (m, 2, L)
+
+    def kl_to(prior: np.ndarray) -> float:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cross = np.where(p > 0, p * np.log(np.where(p > 0, prior, 1.0)), 0.0).sum(-1)
+        return float(max((neg_entropy - cross).sum((1, 2)).mean(), 0.0))
+
+    out = {
+        "kl_uniform": float((math.log(K) + neg_entropy).sum((1, 2)).mean()),
+        "kl_marginal": kl_to(p.mean(0, keepdims=True)),
+    }
+    if reference is not None:
+        ref = np.asarray(reference, dtype=float)
+        if ref.shape != p.shape[1:]:
+            raise ValueError(f"reference must have shape {p.shape[1:]}, got {ref.shape}")
+        out["kl_reference"] = kl_to((1 - eps) * ref[None] + eps / K)
+    if aggregated is not None:
+        agg = np.asarray(aggregated, dtype=float)
+        if agg.shape != p.shape[2:]:
+            raise ValueError(f"aggregated must have shape {p.shape[2:]}, got {agg.shape}")
+        out["kl_aggregated"] = kl_to((1 - eps) * agg[None, None] + eps / K)
+    return out

@@ -135,6 +135,8 @@ BOUND_NAMES = {
     "ld_cmi_cosh": "loss-difference CMI, exact cosh moment",
     "lv_uniform": "latent variables, uniform prior",
     "lv_marginal": "latent variables, mask-marginal prior",
+    "lv_reference": "latent variables, prior: posterior of a model trained off the supersample",
+    "lv_aggregated": "latent variables, prior: that model's posterior aggregated over X̃",
     "held_out": "held-out test set (kl inverse, δ added)",
 }
 
@@ -196,7 +198,7 @@ def run_supersample(
         from tqdm.auto import tqdm
 
         jobs = tqdm(jobs, desc="supersample × mask")
-    frozen = None
+    frozen = reference = None
     for s, m in jobs:
         ss_seed = seed + s
         if m == 0:
@@ -209,6 +211,8 @@ def run_supersample(
                 frozen = build()
                 fit(frozen, x[torch.as_tensor(outside)], epochs=epochs, batch_size=batch_size, lr=lr,
                     seed=seed, device=device)
+                with torch.no_grad():  # priors from a model that never saw the supersample
+                    reference = frozen.posterior(ss.flat().to(frozen.device)).cpu().numpy().reshape(n, 2, L, K)
         mask_seed = 1000 * ss_seed + m
         U = draw_mask(n, mask_seed=mask_seed)
         x_train, _ = split(ss, U)
@@ -234,17 +238,19 @@ def run_supersample(
             rows.append(dict(supersample_seed=ss_seed, mask_seed=mask_seed, train_seed=seed, i=i, U=int(U[i]),
                              loss0=float(losses[m][i, 0]), loss1=float(losses[m][i, 1])))
         if m == n_masks - 1:
-            per_pair.append(_pair_bounds(losses, masks, posts, n_bins))
+            per_pair.append(_pair_bounds(losses, masks, posts, n_bins, reference))
     return _summarise(per_pair, run_gaps, held_out, rows, config, train)
 
 
-def _pair_bounds(losses, masks, posts, n_bins) -> list[dict]:
+def _pair_bounds(losses, masks, posts, n_bins, reference=None) -> list[dict]:
     from .bounds import latent_kl_terms, pair_terms
 
+    aggregated = None if reference is None else reference.mean((0, 1))
     out = []
     for i in range(losses.shape[1]):
         terms = pair_terms(losses[:, i, 0], losses[:, i, 1], masks[:, i], n_bins=n_bins)
-        terms.update(latent_kl_terms(posts[:, i]))
+        ref = None if reference is None else reference[i]
+        terms.update(latent_kl_terms(posts[:, i], reference=ref, aggregated=aggregated))
         out.append(terms)
     return out
 
@@ -261,8 +267,11 @@ def _bounds_of(pairs: list[dict], slack: float) -> dict[str, float]:
         "lv_uniform": lambda t: math.sqrt(2 * (t["kl_uniform"] + slack)),
         "lv_marginal": lambda t: math.sqrt(2 * (t["kl_marginal"] + slack)),
     }
+    for prior in ("reference", "aggregated"):
+        if f"kl_{prior}" in pairs[0]:
+            terms[f"lv_{prior}"] = lambda t, key=f"kl_{prior}": math.sqrt(2 * (t[key] + slack))
     out = {name: float(np.mean([f(t) for t in pairs])) for name, f in terms.items()}
-    for key in ("ld_mi", "e_mi", "ld_err", "e_err", "kl_uniform", "kl_marginal"):
+    for key in ("ld_mi", "e_mi", "ld_err", "e_err", *(k for k in pairs[0] if k.startswith("kl_"))):
         out[key] = float(np.mean([t[key] for t in pairs]))
     return out
 
@@ -286,8 +295,9 @@ def _summarise(per_pair, run_gaps, held_out, rows, config, train) -> Supersample
     else:
         sem = float(gaps.std(ddof=1) / math.sqrt(len(gaps)))
     mean = lambda key: float(np.mean([r[key] for r in per_ss]))  # noqa: E731
-    bounds = {name: mean(name) for name in BOUND_NAMES}
-    diagnostics = {key: mean(key) for key in ("ld_mi", "e_mi", "ld_err", "e_err", "kl_uniform", "kl_marginal")}
+    bounds = {name: mean(name) for name in BOUND_NAMES if name in per_ss[0]}
+    diagnostics = {key: mean(key) for key in per_ss[0]
+                   if key in ("ld_mi", "e_mi", "ld_err", "e_err") or key.startswith("kl_")}
     diagnostics["decoder_slack"] = slack
     return SupersampleResult(gap=float(gaps.mean()), gap_sem=sem, bounds=bounds, diagnostics=diagnostics,
                              rows=rows, per_supersample=per_ss, config=config)
