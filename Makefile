@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml requirements-book.txt
 
 book: $(STAMP)
 	$(BIN)/python tools/setup_cell.py --check
-	$(BIN)/jupyter-book build . -W -n --keep-going
+	# one thread: these small models gain little from two, and lose much on a busy machine
+	OMP_NUM_THREADS=1 $(BIN)/jupyter-book build . -W -n --keep-going
 	@echo "The book is at file://$(CURDIR)/_build/html/index.html"
 
 test: $(STAMP)

@@ -15,14 +15,6 @@ def digits():
     return vqlib.load_dataset("digits", split="all")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def test_supersample_draws_distinct_points_reproducibly(digits):
     ss = make_supersample(digits, 50, supersample_seed=3)
     assert ss.points.shape == (50, 2, 1, 8, 8) and ss.n == 50

@@ -19,15 +19,6 @@ from vqlib import VQVAE, codebook_usage
 SHAPE = (1, 8, 8)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest (and without oversubscription under xdist) on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def digits() -> torch.Tensor:
     return vqlib.load_dataset("digits", n=600, seed=0)

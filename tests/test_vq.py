@@ -23,15 +23,6 @@ from vqlib.quantize import VectorQuantizer, kmeans, squared_distances
 SHAPE = (1, 8, 8)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest (and without oversubscription under xdist) on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def digits() -> torch.Tensor:
     return vqlib.load_dataset("digits", n=200, seed=0)

@@ -2,9 +2,10 @@
 generalization and generation bounds of the book "Why VQ-VAEs generalise".
 
 The chapters call this library; each public function's docstring names the chapter
-and result it serves. The submodules ``book``, ``plots`` and ``widgets`` load on
-first use (``vqlib.widgets.sweep_panel``), so importing vqlib
-does not import ipywidgets or pyplot.
+and result it serves. The submodules listed in ``_LAZY`` (``book``, ``plots``,
+``widgets``, and the chapter-specific ``decoder_gap``, ``permutation``,
+``prior_bounds``) load on first use, e.g. ``vqlib.widgets.sweep_panel``, so importing
+vqlib does not import ipywidgets or pyplot.
 """
 import importlib
 
@@ -24,7 +25,7 @@ from .train import History, encode_indices, evaluate, fit, reconstruction_loss
 
 __version__ = "0.1.0"
 
-_LAZY = ("book", "plots", "widgets")
+_LAZY = ("book", "decoder_gap", "permutation", "plots", "prior_bounds", "widgets")
 
 __all__ = [
     "CodebookUsage", "History", "VQOutput", "VQVAE",

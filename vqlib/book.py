@@ -16,6 +16,8 @@ def glue(name: str, value) -> None:
 
     The prose picks the format, e.g. ``{glue:text}`name:.4f```.
     """
+    if hasattr(value, "item"):  # numpy and torch scalars render as np.float64(...) otherwise
+        value = value.item()
     try:
         from myst_nb import glue as myst_glue
     except ImportError:

@@ -83,9 +83,9 @@ def kmeans(z: Tensor, K: int, *, iters: int = 25, generator: torch.Generator | N
         closest = torch.minimum(closest, squared_distances(z, z[pick : pick + 1]).squeeze(1))
     c = torch.stack(centres)
     for _ in range(iters):
-        assign = squared_distances(z, c).argmin(1)
-        counts = torch.bincount(assign, minlength=K).to(z.dtype)
-        sums = torch.zeros_like(c).index_add_(0, assign, z)
+        onehot = F.one_hot(squared_distances(z, c).argmin(1), K).to(z.dtype)
+        counts = onehot.sum(0)
+        sums = onehot.T @ z
         moved = counts > 0
         c = torch.where(moved[:, None], sums / counts.clamp_min(1)[:, None], c)
     return c

@@ -122,6 +122,20 @@ class SupersampleResult:
                 fh.write(buf.getvalue())
         return buf.getvalue()
 
+    def pairs(self, supersample_seed: int) -> dict[str, np.ndarray]:
+        """One supersample's runs as arrays: ``loss`` (masks, n, 2) and ``U`` (masks, n).
+
+        What the per-pair information estimates are computed from (chapter 2).
+        """
+        rows = [r for r in self.rows if r["supersample_seed"] == supersample_seed]
+        if not rows:
+            raise ValueError(f"supersample_seed={supersample_seed!r} is not in this result")
+        n = self.config["n"]
+        m = len(rows) // n
+        loss = np.array([[r["loss0"], r["loss1"]] for r in rows]).reshape(m, n, 2)
+        U = np.array([r["U"] for r in rows]).reshape(m, n)
+        return {"loss": loss, "U": U}
+
     def to_json(self) -> dict:
         return {"gap": self.gap, "gap_sem": self.gap_sem, "bounds": self.bounds,
                 "diagnostics": self.diagnostics, "per_supersample": self.per_supersample,
@@ -151,6 +165,7 @@ def run_supersample(
     epochs: int = 100,
     seed: int = 0,
     *,
+    learner: str = "vqvae",
     train: str = "all",
     n_bins: int = 2,
     delta: float = 0.05,
@@ -173,6 +188,9 @@ def run_supersample(
     that reaches the loss (chapter 3), so the latent-variable bounds hold without a
     decoder term. With ``train="all"`` those bounds pay the decoder's and codebook's
     information with its largest possible value, log 2 per pair.
+
+    ``learner="kmeans"`` replaces the VQ-VAE by chapter 2's toy learner, a decoder-free
+    quantizer (:func:`kmeans_learner`) with K codes and L = 1: thousands of runs a minute.
     """
     from .model import VQVAE
     from .train import _evaluate, fit
@@ -186,11 +204,16 @@ def run_supersample(
     seed = positive_int(seed, "seed", minimum=0)
     if train not in ("all", "encoder"):
         raise ValueError(f"train={train!r} is not one of ('all', 'encoder')")
+    if learner not in ("vqvae", "kmeans"):
+        raise ValueError(f"learner={learner!r} is not one of ('vqvae', 'kmeans')")
+    if learner == "kmeans" and (L != 1 or train != "all"):
+        raise ValueError(f"learner='kmeans' quantizes whole inputs: it needs L=1 and train='all', got L={L!r}, train={train!r}")
     if not 0 < delta < 1:
         raise ValueError(f"delta must lie in (0, 1), got {delta!r}")
     config = dict(n=n, K=K, L=L, n_masks=n_masks, n_supersamples=n_supersamples, epochs=epochs,
-                  seed=seed, train=train, n_bins=n_bins, delta=delta, batch_size=batch_size, lr=lr,
+                  seed=seed, learner=learner, train=train, n_bins=n_bins, delta=delta, batch_size=batch_size, lr=lr,
                   **model_kwargs)
+    K, L = positive_int(K, "K"), positive_int(L, "L")
     build = lambda: VQVAE(x.shape[1:], K, L, seed=seed, **model_kwargs)  # noqa: E731
     rows, per_pair, run_gaps, held_out = [], [], [], []
     jobs = [(s, m) for s in range(n_supersamples) for m in range(n_masks)]
@@ -216,15 +239,18 @@ def run_supersample(
         mask_seed = 1000 * ss_seed + m
         U = draw_mask(n, mask_seed=mask_seed)
         x_train, _ = split(ss, U)
-        model = build()
-        if frozen is not None:
-            model.load_state_dict(frozen.state_dict())
-            model.freeze_codebook_and_decoder()
-        fit(model, x_train, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device)
         flat = ss.flat()
-        point_losses, _ = _evaluate(model, flat, seed=seed)
-        with torch.no_grad():
-            post = model.posterior(flat.to(model.device)).cpu().numpy()
+        if learner == "kmeans":
+            point_losses, post = kmeans_learner(x_train, flat, K, seed=seed)
+        else:
+            model = build()
+            if frozen is not None:
+                model.load_state_dict(frozen.state_dict())
+                model.freeze_codebook_and_decoder()
+            fit(model, x_train, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device)
+            point_losses, _ = _evaluate(model, flat, seed=seed)
+            with torch.no_grad():
+                post = model.posterior(flat.to(model.device)).cpu().numpy()
         losses[m] = point_losses.numpy().reshape(n, 2)
         masks[m] = U
         posts[m] = post.reshape(n, 2, L, K)
@@ -240,6 +266,26 @@ def run_supersample(
         if m == n_masks - 1:
             per_pair.append(_pair_bounds(losses, masks, posts, n_bins, reference))
     return _summarise(per_pair, run_gaps, held_out, rows, config, train)
+
+
+def kmeans_learner(x_train: Tensor, points: Tensor, K: int, *, seed: int = 0) -> tuple[Tensor, np.ndarray]:
+    """Chapter 2's toy learner: k-means on the training inputs, no decoder.
+
+    Each point is reconstructed by its nearest centre, so its loss ‖x − c‖²/d lies in
+    [0, 1] (centres are means of inputs in [0, 1]); its latent variable is the centre's
+    index. Returns the losses of ``points`` (N,) and their one-hot posteriors (N, 1, K).
+    """
+    from .quantize import kmeans, squared_distances
+
+    K = positive_int(K, "K")
+    flat_train = x_train.reshape(len(x_train), -1).double()
+    flat = points.reshape(len(points), -1).double()
+    centres = kmeans(flat_train, K, generator=torch.Generator().manual_seed(seed))
+    d = squared_distances(flat, centres)
+    losses = (d.min(1).values / flat.shape[1]).clamp(0, 1).float()
+    post = np.zeros((len(points), 1, K), dtype=np.float32)
+    post[np.arange(len(points)), 0, d.argmin(1).numpy()] = 1
+    return losses, post
 
 
 def _pair_bounds(losses, masks, posts, n_bins, reference=None) -> list[dict]:
