@@ -81,13 +81,16 @@ def test_latent_kl_terms_closed_forms():
     K, L = 4, 3
     onehot = np.zeros((2, 2, L, K))
     onehot[:, :, :, 1] = 1  # the same code in both runs
-    t = latent_kl_terms(onehot)
-    assert t["kl_marginal"] == pytest.approx(0.0, abs=1e-12)
+    eps = 0.01
+    t = latent_kl_terms(onehot, eps=eps)
+    # the other run agrees everywhere: each of the 2L factors costs −log(1 − ε + ε/K)
+    assert t["kl_marginal"] == pytest.approx(-2 * L * math.log(1 - eps + eps / K))
     assert t["kl_uniform"] == pytest.approx(2 * L * math.log(K))
-    # two runs that disagree at one (b, l): the prior there is (½, ½), the KL log 2 in each run
+    # two runs that disagree at one (b, l): there each run's leave-one-out prior puts ε/K on its code
     onehot[1, 0, 0] = 0
     onehot[1, 0, 0, 2] = 1
-    assert latent_kl_terms(onehot)["kl_marginal"] == pytest.approx(math.log(2))
+    expected = -(2 * L - 1) * math.log(1 - eps + eps / K) - math.log(eps / K)
+    assert latent_kl_terms(onehot, eps=eps)["kl_marginal"] == pytest.approx(expected)
     # uniform posteriors: no KL to the uniform prior
     assert latent_kl_terms(np.full((3, 2, L, K), 1 / K))["kl_uniform"] == pytest.approx(0.0, abs=1e-12)
     with pytest.raises(ValueError, match="posteriors"):

@@ -109,8 +109,10 @@ def latent_kl_terms(posteriors, reference=None, aggregated=None, eps: float = 0.
     Returns, averaged over runs, Σ_{b,l} KL(q_m ‖ π) for priors chosen without the mask:
 
     * ``kl_uniform``: π uniform, so the term is 2L log K − Σ H(q);
-    * ``kl_marginal``: π_{b,l} the average of q_m(· | X̃_{i,b})_l over the runs, i.e. over
-      masks: a function of X̃ alone;
+    * ``kl_marginal``: for run m, π_{b,l} = (1−ε)·(average of q_{m'}(· | X̃_{i,b})_l over the
+      *other* runs m' ≠ m) + ε/K. The other runs use independent masks, so this prior is
+      independent of run m's mask: a valid prior, and (leave-one-out) an estimate of the
+      mask-marginal that is not biased towards the run it scores;
     * ``kl_reference`` (when ``reference[b, l, k]`` is given): π_{b,l} = (1−ε)·reference +
       ε/K, the posterior of a model trained without the supersample, smoothed so that a
       changed code costs log(K/ε) instead of infinity;
@@ -131,9 +133,11 @@ def latent_kl_terms(posteriors, reference=None, aggregated=None, eps: float = 0.
             cross = np.where(p > 0, p * np.log(np.where(p > 0, prior, 1.0)), 0.0).sum(-1)
         return float(max((neg_entropy - cross).sum((1, 2)).mean(), 0.0))
 
+    m = p.shape[0]
+    leave_one_out = (p.sum(0, keepdims=True) - p) / (m - 1)
     out = {
         "kl_uniform": float((math.log(K) + neg_entropy).sum((1, 2)).mean()),
-        "kl_marginal": kl_to(p.mean(0, keepdims=True)),
+        "kl_marginal": kl_to((1 - eps) * leave_one_out + eps / K),
     }
     if reference is not None:
         ref = np.asarray(reference, dtype=float)

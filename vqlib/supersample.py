@@ -148,7 +148,7 @@ BOUND_NAMES = {
     "ld_cmi": "loss-difference CMI, range 1",
     "ld_cmi_cosh": "loss-difference CMI, exact cosh moment",
     "lv_uniform": "latent variables, uniform prior",
-    "lv_marginal": "latent variables, mask-marginal prior",
+    "lv_marginal": "latent variables, leave-one-out mask-marginal prior",
     "lv_reference": "latent variables, prior: posterior of a model trained off the supersample",
     "lv_aggregated": "latent variables, prior: that model's posterior aggregated over X̃",
     "held_out": "held-out test set (kl inverse, δ added)",
