@@ -435,17 +435,10 @@ class LVResult:
     config: dict
 
     def to_csv(self, path=None) -> str:
-        import csv
-        import io
+        """The rows as CSV text (written to ``path`` when given)."""
+        from .tables import rows_to_csv
 
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(self.rows[0]))
-        writer.writeheader()
-        writer.writerows(self.rows)
-        if path is not None:
-            with open(path, "w", newline="") as fh:
-                fh.write(buf.getvalue())
-        return buf.getvalue()
+        return rows_to_csv(self.rows, path)
 
     def to_json(self) -> dict:
         return {k: getattr(self, k) for k in ("gap", "gap_sem", "gap_plain", "gap_plain_sem", "bounds", "invalid",

@@ -110,17 +110,9 @@ class SupersampleResult:
 
     def to_csv(self, path=None) -> str:
         """The rows as CSV text (written to ``path`` when given)."""
-        import csv
-        import io
+        from .tables import rows_to_csv
 
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(self.rows[0]))
-        writer.writeheader()
-        writer.writerows(self.rows)
-        if path is not None:
-            with open(path, "w", newline="") as fh:
-                fh.write(buf.getvalue())
-        return buf.getvalue()
+        return rows_to_csv(self.rows, path)
 
     def pairs(self, supersample_seed: int) -> dict[str, np.ndarray]:
         """One supersample's runs as arrays: ``loss`` (masks, n, 2) and ``U`` (masks, n).

@@ -6,8 +6,6 @@ which is what every bound of the book is computed from.
 """
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -18,6 +16,7 @@ from .data import check_images
 from .device import resolve_device
 from .metrics import codebook_usage, normalised_mse, per_input_loss
 from .model import VQVAE
+from .tables import rows_to_csv
 
 __all__ = ["fit", "History", "EpochRecord", "reconstruction_loss", "encode_indices", "evaluate"]
 
@@ -48,13 +47,9 @@ class History:
         """One dict per epoch, with the seed in every row (a tidy table)."""
         return [{"seed": self.seed, **asdict(r)} for r in self.epochs]
 
-    def to_csv(self) -> str:
-        buf = io.StringIO()
-        rows = self.rows()
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-        return buf.getvalue()
+    def to_csv(self, path=None) -> str:
+        """The rows as CSV text (written to ``path`` when given)."""
+        return rows_to_csv(self.rows(), path)
 
 
 def _progress(iterable, enabled: bool, desc: str):
