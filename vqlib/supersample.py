@@ -18,6 +18,7 @@ from torch import Tensor
 
 from ._checks import positive_int
 from .data import check_images
+from .information import test_set_bound
 
 __all__ = ["Supersample", "make_supersample", "draw_mask", "draw_permutation", "split", "split_by_permutation"]
 
@@ -249,8 +250,6 @@ def run_supersample(
         rows_idx = np.arange(n)
         train_l, test_l = losses[m][rows_idx, U], losses[m][rows_idx, 1 - U]
         run_gaps.append((s, float(test_l.mean() - train_l.mean())))
-        from .information import test_set_bound
-
         held_out.append(test_set_bound(np.clip(test_l, 0, 1), delta=delta)["kl_inverse"] - train_l.mean() + delta)
         for i in range(n):
             rows.append(dict(supersample_seed=ss_seed, mask_seed=mask_seed, train_seed=seed, i=i, U=int(U[i]),

@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from ._checks import positive_int
 from .data import check_images
 from .model import VQVAE
-from .train import encode_indices, fit, reconstruction_loss
 from .metrics import codebook_usage
+from .train import _evaluate, fit
 
 __all__ = ["sweep_latents"]
 
@@ -50,9 +50,9 @@ def sweep_latents(
     for K, L in settings:
         model = VQVAE(x_train.shape[1:], K, L, seed=train_seed, **model_kwargs)
         fit(model, x_train, epochs=epochs, seed=train_seed, device=device)
-        train = reconstruction_loss(model, x_train, seed=train_seed)
-        test = reconstruction_loss(model, x_test, seed=train_seed)
-        usage = codebook_usage(encode_indices(model, x_train, seed=train_seed), K)
+        train, train_codes = _evaluate(model, x_train, seed=train_seed)  # one pass: losses and codes
+        test, _ = _evaluate(model, x_test, seed=train_seed)
+        usage = codebook_usage(train_codes, K)
         rows.append(dict(
             K=K, L=L, train_seed=train_seed, epochs=epochs,
             train_loss=float(train.mean()), test_loss=float(test.mean()),
