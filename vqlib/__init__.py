@@ -3,9 +3,9 @@ generalization and generation bounds of the book "Why VQ-VAEs generalise".
 
 The chapters call this library; each public function's docstring names the chapter
 and result it serves. The submodules listed in ``_LAZY`` (``book``, ``plots``,
-``widgets``, and the chapter-specific ``decoder_gap``, ``permutation``,
-``prior_bounds``) load on first use, e.g. ``vqlib.widgets.sweep_panel``, so importing
-vqlib does not import ipywidgets or pyplot.
+``widgets``, ``ensemble``, ``experiments``, ``jobs`` and the chapter-specific ones)
+load on first use, e.g. ``vqlib.widgets.sweep_panel``, so importing vqlib does not
+import ipywidgets or pyplot.
 """
 import importlib
 
@@ -22,10 +22,14 @@ from .supersample import (Supersample, SupersampleResult, draw_mask, draw_permut
                           run_supersample, split, split_by_permutation)
 from .sweep import sweep_latents
 from .train import History, encode_indices, evaluate, fit, reconstruction_loss
+from .generate import generate  # chapter 7: generation, priors and W2
+from .priors import AggregatedPrior, MarkovPrior, UniformPrior
+from .w2 import w2
 
 __version__ = "0.1.0"
 
-_LAZY = ("book", "decoder_gap", "permutation", "plots", "prior_bounds", "widgets")
+_LAZY = ("book", "capacity", "decoder_gap", "ensemble", "experiments", "jobs", "permutation", "plots", "prior_bounds",
+         "temperature", "widgets")
 
 __all__ = [
     "CodebookUsage", "History", "VQOutput", "VQVAE",

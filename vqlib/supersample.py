@@ -172,7 +172,9 @@ def run_supersample(
 
     Chapters 2–4. Supersample s uses ``supersample_seed = seed + s`` (n pairs drawn from
     ``x``); mask m uses ``mask_seed = 1000·(seed + s) + m``; training uses
-    ``train_seed = seed`` for every run, so runs differ only by their mask.
+    ``train_seed = seed`` for every run, so runs differ only by their mask. All
+    n_supersamples × n_masks models train at once (:func:`vqlib.ensemble.fit_ensemble`,
+    chunked to fit memory), each exactly as :func:`vqlib.fit` would train it alone.
 
     ``train="all"`` trains the whole model on each training half. ``train="encoder"``
     first trains a VQ-VAE on the data outside the supersample, then, for every mask,
@@ -186,7 +188,8 @@ def run_supersample(
     quantizer (:func:`kmeans_learner`) with K codes and L = 1: thousands of runs a minute.
     """
     from .model import VQVAE
-    from .train import _evaluate, fit
+    from .ensemble import fit_ensemble
+    from .train import _evaluate
 
     x = check_images(x, name="x")
     n = positive_int(n, "n")
@@ -208,54 +211,69 @@ def run_supersample(
                   **model_kwargs)
     K, L = positive_int(K, "K"), positive_int(L, "L")
     build = lambda: VQVAE(x.shape[1:], K, L, seed=seed, **model_kwargs)  # noqa: E731
-    rows, per_pair, run_gaps, held_out = [], [], [], []
-    jobs = [(s, m) for s in range(n_supersamples) for m in range(n_masks)]
-    if progress:
-        from tqdm.auto import tqdm
+    S, M = n_supersamples, n_masks
+    sss = [make_supersample(x, n, supersample_seed=seed + s) for s in range(S)]
+    mask_seeds = [[1000 * (seed + s) + m for m in range(M)] for s in range(S)]
+    masks = np.array([[draw_mask(n, mask_seed=ms) for ms in row] for row in mask_seeds])
+    halves = [split(sss[s], masks[s, m])[0] for s in range(S) for m in range(M)]
+    losses = np.zeros((S, M, n, 2))
+    posts = np.zeros((S, M, n, 2, L, K), dtype=np.float32)
+    references: list = [None] * S
+    if learner == "kmeans":
+        runs = [(s, m) for s in range(S) for m in range(M)]
+        if progress:
+            from tqdm.auto import tqdm
 
-        jobs = tqdm(jobs, desc="supersample × mask")
-    frozen = reference = None
-    for s, m in jobs:
-        ss_seed = seed + s
-        if m == 0:
-            ss = make_supersample(x, n, supersample_seed=ss_seed)
-            losses = np.zeros((n_masks, n, 2))
-            masks = np.zeros((n_masks, n), dtype=np.int64)
-            posts = np.zeros((n_masks, n, 2, L, K), dtype=np.float32)
-            if train == "encoder":
-                outside = np.setdiff1d(np.arange(len(x)), ss.source_index.reshape(-1))
-                frozen = build()
-                fit(frozen, x[torch.as_tensor(outside)], epochs=epochs, batch_size=batch_size, lr=lr,
-                    seed=seed, device=device)
+            runs = tqdm(runs, desc="supersample × mask")
+        for s, m in runs:
+            point_losses, post = kmeans_learner(halves[s * M + m], sss[s].flat(), K, seed=seed)
+            losses[s, m] = point_losses.numpy().reshape(n, 2)
+            posts[s, m] = post.reshape(n, 2, L, K)
+    else:
+        frozen = []
+        if train == "encoder":  # one model per supersample on the data outside it, all at once
+            outside = [x[torch.as_tensor(np.setdiff1d(np.arange(len(x)), ss.source_index.reshape(-1)))]
+                       for ss in sss]
+            frozen = [build() for _ in range(S)]
+            fit_ensemble(frozen, outside, epochs=epochs, batch_size=batch_size, lr=lr, seeds=seed, device=device,
+                         evaluate=False)
+            for s in range(S):
                 with torch.no_grad():  # priors from a model that never saw the supersample
-                    reference = frozen.posterior(ss.flat().to(frozen.device)).cpu().numpy().reshape(n, 2, L, K)
-        mask_seed = 1000 * ss_seed + m
-        U = draw_mask(n, mask_seed=mask_seed)
-        x_train, _ = split(ss, U)
-        flat = ss.flat()
-        if learner == "kmeans":
-            point_losses, post = kmeans_learner(x_train, flat, K, seed=seed)
-        else:
-            model = build()
-            if frozen is not None:
-                model.load_state_dict(frozen.state_dict())
-                model.freeze_codebook_and_decoder()
-            fit(model, x_train, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device)
-            point_losses, _ = _evaluate(model, flat, seed=seed)
-            with torch.no_grad():
-                post = model.posterior(flat.to(model.device)).cpu().numpy()
-        losses[m] = point_losses.numpy().reshape(n, 2)
-        masks[m] = U
-        posts[m] = post.reshape(n, 2, L, K)
-        rows_idx = np.arange(n)
-        train_l, test_l = losses[m][rows_idx, U], losses[m][rows_idx, 1 - U]
-        run_gaps.append((s, float(test_l.mean() - train_l.mean())))
-        held_out.append(test_set_bound(np.clip(test_l, 0, 1), delta=delta)["kl_inverse"] - train_l.mean() + delta)
-        for i in range(n):
-            rows.append(dict(supersample_seed=ss_seed, mask_seed=mask_seed, train_seed=seed, i=i, U=int(U[i]),
-                             loss0=float(losses[m][i, 0]), loss1=float(losses[m][i, 1])))
-        if m == n_masks - 1:
-            per_pair.append(_pair_bounds(losses, masks, posts, n_bins, reference))
+                    references[s] = frozen[s].posterior(sss[s].flat().to(frozen[s].device)).cpu().numpy().reshape(
+                        n, 2, L, K)
+        models = []
+        for s in range(S):
+            for _ in range(M):
+                model = build()
+                if frozen:
+                    model.load_state_dict(frozen[s].state_dict())
+                    model.freeze_codebook_and_decoder()
+                models.append(model)
+        # every (supersample, mask) model at once, each as vqlib.fit would train it
+        fit_ensemble(models, halves, epochs=epochs, batch_size=batch_size, lr=lr, seeds=seed, device=device,
+                     evaluate=False, progress=progress)
+        for s in range(S):
+            flat = sss[s].flat()
+            for m in range(M):
+                model = models[s * M + m]
+                point_losses, _ = _evaluate(model, flat, seed=seed)
+                with torch.no_grad():
+                    post = model.posterior(flat.to(model.device)).cpu().numpy()
+                losses[s, m] = point_losses.numpy().reshape(n, 2)
+                posts[s, m] = post.reshape(n, 2, L, K)
+    rows, per_pair, run_gaps, held_out = [], [], [], []
+    rows_idx = np.arange(n)
+    for s in range(S):
+        ss_seed = seed + s
+        for m in range(M):
+            U = masks[s, m]
+            train_l, test_l = losses[s, m][rows_idx, U], losses[s, m][rows_idx, 1 - U]
+            run_gaps.append((s, float(test_l.mean() - train_l.mean())))
+            held_out.append(test_set_bound(np.clip(test_l, 0, 1), delta=delta)["kl_inverse"] - train_l.mean() + delta)
+            for i in range(n):
+                rows.append(dict(supersample_seed=ss_seed, mask_seed=mask_seeds[s][m], train_seed=seed, i=i,
+                                 U=int(U[i]), loss0=float(losses[s, m][i, 0]), loss1=float(losses[s, m][i, 1])))
+        per_pair.append(_pair_bounds(losses[s], masks[s], posts[s], n_bins, references[s]))
     return _summarise(per_pair, run_gaps, held_out, rows, config, train)
 
 

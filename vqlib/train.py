@@ -16,6 +16,7 @@ from .data import check_images
 from .device import resolve_device
 from .metrics import codebook_usage, normalised_mse, per_input_loss
 from .model import VQVAE
+from .quantize import sphere_distances
 from .tables import rows_to_csv
 
 __all__ = ["fit", "History", "EpochRecord", "reconstruction_loss", "encode_indices", "evaluate"]
@@ -71,6 +72,8 @@ def fit(
     *,
     x_val=None,
     device=None,
+    kl_weight: float = 0.0,
+    kl_prior=None,
 ) -> History:
     """Train ``model`` on images ``x`` (N, C, H, W) in [0, 1] and return its history.
 
@@ -78,6 +81,13 @@ def fit(
     from ``seed``; the global random state is left as it was. The same model
     construction, data and seed give the same numbers on the CPU. The model ends in
     evaluation mode, on ``device`` (default: :func:`vqlib.default_device`).
+
+    ``kl_weight`` > 0 adds the KL-to-prior penalty of chapter 7 to every batch loss:
+    ``kl_weight`` × the batch mean of Σ_l KL(q_β,l(·|x) ‖ π_l), with π_l the rows of
+    ``kl_prior`` (probabilities, shape (K,) or (L, K); default uniform) and
+    q_β(k|x) ∝ exp(−β‖f(x)_l − e_k‖²) at the model's β: the softmax quantizer's own
+    posterior, and for the nearest quantizer its tempered version (the one-hot
+    nearest-code posterior passes no gradient).
     """
     epochs = positive_int(epochs, "epochs")
     batch_size = positive_int(batch_size, "batch_size")
@@ -87,6 +97,7 @@ def fit(
     if x_val is not None:
         x_val = check_images(x_val, name="x_val", in_shape=model.in_shape)
     dev = resolve_device(device)
+    log_prior = _kl_log_prior(model, kl_weight, kl_prior)
     model.to(dev)
     x = x.to(dev)
     history = History(seed=seed, config=dict(model.config, epochs=epochs, batch_size=batch_size, lr=lr))
@@ -104,8 +115,14 @@ def fit(
             order = torch.randperm(len(x), generator=gen).to(dev)
             for start in range(0, len(x), batch_size):
                 out = model(x[order[start : start + batch_size]])
+                loss = out.loss
+                if log_prior is not None:  # chapter 7: KL(q_β(·|x) ‖ π) summed over positions
+                    d2 = sphere_distances(out.z_e.reshape(-1, model.code_dim), model.quantizer.codes)
+                    log_q = torch.log_softmax(-model.beta * d2, dim=-1).reshape(out.probs.shape)
+                    kl = (log_q.exp() * (log_q - log_prior.to(dev))).sum((-1, -2)).mean()
+                    loss = loss + kl_weight * kl
                 opt.zero_grad(set_to_none=True)
-                out.loss.backward()
+                loss.backward()
                 opt.step()
             reset = 0
             if model.dead_code_reset:
@@ -123,6 +140,28 @@ def fit(
             ))
     model.eval()
     return history
+
+
+def _kl_log_prior(model: VQVAE, kl_weight, kl_prior) -> Tensor | None:
+    """log π as an (L, K) tensor for the KL penalty of :func:`fit`, or None without one."""
+    if isinstance(kl_weight, bool) or not isinstance(kl_weight, (int, float)) or not kl_weight >= 0 \
+            or kl_weight == float("inf"):
+        raise ValueError(f"kl_weight must be a finite number ≥ 0, got {kl_weight!r}")
+    if kl_weight == 0:
+        return None
+    if not (model.beta > 0 and model.beta < float("inf")):
+        raise ValueError(f"kl_weight > 0 needs the model's beta to be a finite number > 0, got {model.beta!r}")
+    if kl_prior is None:
+        return torch.full((model.L, model.K), -float(torch.log(torch.tensor(float(model.K)))))
+    prior = torch.as_tensor(kl_prior, dtype=torch.float32)
+    if prior.dim() == 1:
+        prior = prior.expand(model.L, -1)
+    if tuple(prior.shape) != (model.L, model.K):
+        raise ValueError(f"kl_prior must have shape (K={model.K},) or (L={model.L}, K={model.K}), "
+                         f"got {tuple(prior.shape)}")
+    if not torch.isfinite(prior).all() or (prior <= 0).any() or not torch.allclose(prior.sum(-1), torch.ones(1)):
+        raise ValueError("kl_prior must hold positive probabilities summing to 1 over the K codes")
+    return prior.log()
 
 
 @torch.no_grad()

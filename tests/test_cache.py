@@ -1,0 +1,178 @@
+"""The result cache (vqlib.cache): warm calls compute nothing; keys follow config, data and
+code; a corrupt, truncated, tampered or incomplete entry is reported, moved aside and
+recomputed, never read as data."""
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import vqlib
+from vqlib import cache as vcache
+from vqlib.cache import CacheWarning, cached, entry_path, key_of, lookup
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+    monkeypatch.setenv("VQLIB_CACHE", str(tmp_path / "c"))
+    return tmp_path / "c"
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return vqlib.load_dataset("digits")[:64]
+
+
+class Counter:
+    """A real computation (a tiny VQ-VAE's losses) that counts how often it ran."""
+
+    def __init__(self, x, seed=0):
+        self.x, self.seed, self.calls = x, seed, 0
+
+    def __call__(self):
+        self.calls += 1
+        model = vqlib.VQVAE((1, 8, 8), 4, 1, hidden=8, seed=self.seed)
+        vqlib.fit(model, self.x, epochs=1, seed=self.seed, device="cpu")
+        losses = vqlib.reconstruction_loss(model, self.x[:3], seed=self.seed)
+        return [{"seed": self.seed, "i": i, "loss": np.float32(v), "pair": (i, i + 1)} for i, v in enumerate(losses)]
+
+
+CONFIG = {"K": 4, "L": 1, "epochs": 1}
+
+
+def test_warm_call_recomputes_nothing(root, digits):
+    compute = Counter(digits)
+    cold = cached("t-warm", CONFIG, compute, data=digits)
+    assert compute.calls == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a healthy entry gives no warning
+        warm = cached("t-warm", CONFIG, compute, data=digits)
+    assert compute.calls == 1 and warm == cold
+    assert cold[0]["pair"] == [0, 1] and isinstance(cold[0]["loss"], float)
+    # the cache off gives the same rows (through JSON too), computing every time
+    off = cached("t-warm", CONFIG, compute, data=digits, root=None)
+    assert off == cold and compute.calls == 2
+    assert cached("t-warm", CONFIG, compute, data=digits, refresh=True) == cold and compute.calls == 3
+    assert lookup("t-warm", CONFIG, data=digits) == cold
+
+
+def test_key_changes_with_config_data_and_code(monkeypatch, digits):
+    base = key_of("t", CONFIG, digits)
+    assert key_of("t", dict(CONFIG), digits.clone()) == base  # equal content, equal key
+    assert key_of("t", {**CONFIG, "K": 8}, digits) != base
+    assert key_of("u", CONFIG, digits) != base
+    other = digits.clone()
+    other[0, 0, 0, 0] += 1e-6
+    assert key_of("t", CONFIG, other) != base
+    assert key_of("t", CONFIG, digits[:-1]) != base
+    assert key_of("t", CONFIG, digits.double()) != base
+    assert key_of("t", CONFIG, digits, code=vcache.code_fingerprint()) == base
+    assert key_of("t", CONFIG, digits, code="another-version") != base
+    monkeypatch.setattr(vcache, "code_fingerprint", lambda: "another-version")
+    assert key_of("t", CONFIG, digits) != base
+
+
+def test_code_fingerprint_follows_every_source_file(tmp_path):
+    src = Path(vqlib.__file__).parent
+    copy = tmp_path / "vqlib"
+    shutil.copytree(src, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    first = vcache.source_fingerprint(copy, "0.1.0")
+    assert first == vcache.source_fingerprint(copy, "0.1.0")  # a pure function of the files
+    assert len(vcache.code_fingerprint()) == 16
+    (copy / "experiments" / "__init__.py").write_text((copy / "experiments" / "__init__.py").read_text() + "\n# edit\n")
+    assert vcache.source_fingerprint(copy, "0.1.0") != first
+    assert vcache.source_fingerprint(src, "0.2.0") != first
+    second = vcache.source_fingerprint(copy, "0.1.0")
+    (copy / "cli.py").write_text((copy / "cli.py").read_text() + "\n# a presentation-only edit\n")
+    assert vcache.source_fingerprint(copy, "0.1.0") == second  # the CLI never computes a row
+
+
+def _spoil_corrupt(path):
+    path.write_bytes(b"\x89PNG\x00\xff not json at all")
+
+
+def _spoil_truncated(path):
+    text = path.read_text()
+    path.write_text(text[: len(text) // 2])
+
+
+def _spoil_checksum(path):
+    entry = json.loads(path.read_text())
+    entry["rows"][0]["loss"] = 0.5  # the rows changed, the checksum did not
+    path.write_text(json.dumps(entry))
+
+
+def _spoil_incomplete(path):
+    entry = json.loads(path.read_text())
+    entry["complete"] = False
+    path.write_text(json.dumps(entry))
+
+
+def _spoil_key(path):
+    entry = json.loads(path.read_text())
+    entry["key"] = "0" * 32  # an entry copied from another configuration
+    path.write_text(json.dumps(entry))
+
+
+def _spoil_empty(path):
+    path.write_text("")
+
+
+@pytest.mark.parametrize("spoil", [_spoil_corrupt, _spoil_truncated, _spoil_checksum, _spoil_incomplete,
+                                   _spoil_key, _spoil_empty])
+def test_bad_entry_is_reported_moved_aside_and_recomputed(root, digits, spoil):
+    compute = Counter(digits)
+    good = cached("t-bad", CONFIG, compute, data=digits)
+    path = entry_path("t-bad", CONFIG, digits)
+    spoil(path)
+    spoilt = path.read_bytes()
+    with pytest.warns(CacheWarning, match="corrupt or partial"):
+        again = cached("t-bad", CONFIG, compute, data=digits)
+    assert compute.calls == 2 and again == good  # recomputed, not read
+    aside = path.with_suffix(".corrupt")
+    assert aside.read_bytes() == spoilt  # kept for inspection
+    assert path.exists() and json.loads(path.read_text())["complete"] is True  # a healthy entry again
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cached("t-bad", CONFIG, compute, data=digits) == good and compute.calls == 2
+
+
+def test_sweep_reads_a_bad_entry_never(root):
+    # through the experiments runner as well: the corrupt entry is recomputed
+    from vqlib import experiments
+
+    calls = []
+
+    def compute(x, *, seed, scale):
+        calls.append(seed)
+        return [{"seed": seed, "mean": float(x[:10].mean()) * scale}]
+
+    sweep = experiments.Sweep(name="t-sweep-cache", chapter="tests", doc="tests only",
+                              quick=dict(seed=[0, 1], scale=2.0), full=dict(seed=[0, 1], scale=2.0),
+                              compute=compute, grid=("seed",))
+    rows = sweep.run("quick")
+    assert calls == [0, 1] and sweep.run("quick") == rows and calls == [0, 1]
+    files = sorted((root / "t-sweep-cache").glob("*.json"))
+    assert len(files) == 2
+    _spoil_truncated(files[0])
+    with pytest.warns(CacheWarning):
+        assert sweep.run("quick") == rows
+    assert len(calls) == 3
+
+
+def test_rows_must_be_dicts_of_json_values(root):
+    with pytest.raises(TypeError, match="list of dict rows"):
+        cached("t-type", CONFIG, lambda: {"a": 1})
+    with pytest.raises(TypeError, match="JSON"):
+        cached("t-type", CONFIG, lambda: [{"a": torch.zeros(2)}])
+    assert not list(root.rglob("*.json"))  # nothing half-written stays behind
+
+
+def test_cache_off_and_default(monkeypatch, tmp_path):
+    monkeypatch.setenv("VQLIB_CACHE", "off")
+    assert vcache.cache_dir() is None and entry_path("t", CONFIG) is None
+    monkeypatch.setenv("VQLIB_CACHE", str(tmp_path))
+    assert vcache.cache_dir() == tmp_path

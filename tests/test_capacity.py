@@ -1,0 +1,222 @@
+"""Chapter 8: the capacity sweep's library code (vqlib.capacity, vqlib.experiments.ch08_capacity)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+import vqlib
+from vqlib.capacity import (AXES, axis_rows, capacity_runs, capacity_settings, log_fit, paired_differences,
+                             summarise)
+
+BASE = dict(decoder_depth=2, decoder_width=16, encoder_depth=1, encoder_width=16, K=4, L=2)
+
+
+# ---------------------------------------------------------------- log_fit
+
+
+def test_log_fit_recovers_an_exact_line():
+    K = np.array([2, 4, 8, 16, 32, 64])
+    fit = log_fit(K, 0.3 + 1.7 * np.log(K))
+    assert fit["a"] == pytest.approx(0.3) and fit["b"] == pytest.approx(1.7)
+    assert fit["se_b"] < 1e-10 and fit["r2"] == pytest.approx(1.0) and fit["m"] == 6
+
+
+def test_log_fit_matches_scipy_linregress_with_repeated_x():
+    rng = np.random.default_rng(0)
+    K = np.repeat([2, 4, 8, 16, 32, 64, 128], 3)
+    y = 0.01 + 0.002 * np.log(K) + rng.normal(0, 0.003, K.size)
+    fit = log_fit(K, y)
+    ref = stats.linregress(np.log(K), y)
+    assert fit["b"] == pytest.approx(ref.slope)
+    assert fit["a"] == pytest.approx(ref.intercept)
+    assert fit["se_b"] == pytest.approx(ref.stderr)
+    assert fit["se_a"] == pytest.approx(ref.intercept_stderr)
+    assert fit["r2"] == pytest.approx(ref.rvalue ** 2)
+    assert fit["t"] == pytest.approx(ref.slope / ref.stderr)
+
+
+def test_log_fit_slope_is_zero_within_error_for_pure_noise():
+    rng = np.random.default_rng(1)
+    K = np.repeat([2, 4, 8, 16, 32, 64], 20)
+    fit = log_fit(K, rng.normal(0, 1, K.size))
+    assert abs(fit["t"]) < 3.5  # a 3.5-sigma event has probability < 1e-3
+
+
+@pytest.mark.parametrize("x, y, match", [
+    ([2, 4, 2, 4], [1, 2, 1, 2], "3 distinct"),
+    ([2, 4, 8], [1, float("nan"), 3], "NaN"),
+    ([0, 4, 8], [1, 2, 3], "x must be > 0"),
+    ([-1, 4, 8], [1, 2, 3], "x must be > 0"),
+    ([2, 4, 8], [1, 2], "different lengths"),
+    ([2, float("inf"), 8], [1, 2, 3], "NaN or inf"),
+])
+def test_log_fit_rejects_bad_input(x, y, match):
+    with pytest.raises(ValueError, match=match):
+        log_fit(x, y)
+
+
+# ---------------------------------------------------------------- summarise, settings, axis_rows
+
+
+def test_summarise_gives_mean_and_sample_std_per_setting():
+    rows = [dict(K=8, gap=0.1), dict(K=2, gap=0.3), dict(K=8, gap=0.3), dict(K=8, gap=0.2), dict(K=2, gap=0.5)]
+    out = summarise(rows, "K", ["gap"])
+    assert [o["K"] for o in out] == [2, 8] and [o["count"] for o in out] == [2, 3]
+    assert out[0]["gap_mean"] == pytest.approx(0.4) and out[0]["gap_std"] == pytest.approx(np.std([0.3, 0.5], ddof=1))
+    assert out[1]["gap_mean"] == pytest.approx(0.2) and out[1]["gap_std"] == pytest.approx(0.1)
+    single = summarise([dict(K=2, gap=1.0)], "K", ["gap"])
+    assert math.isnan(single[0]["gap_std"])
+
+
+def test_summarise_rejects_missing_keys_nan_and_empty():
+    with pytest.raises(ValueError, match="empty"):
+        summarise([], "K", ["gap"])
+    with pytest.raises(ValueError, match="no key 'gap'"):
+        summarise([dict(K=2)], "K", ["gap"])
+    with pytest.raises(ValueError, match="non-finite"):
+        summarise([dict(K=2, gap=float("nan"))], "K", ["gap"])
+
+
+def test_capacity_settings_lists_each_model_once_base_first():
+    axes = dict(K=[2, 4, 8], decoder_depth=[1, 2, 3])
+    settings = capacity_settings(BASE, axes)
+    assert settings[0] == BASE
+    assert len(settings) == 1 + 2 + 2  # K=4 and decoder_depth=2 are the base
+    assert len({tuple(sorted(s.items())) for s in settings}) == len(settings)
+    for s in settings[1:]:
+        assert sum(s[a] != BASE[a] for a in AXES) == 1
+
+
+def test_capacity_settings_and_axis_rows_reject_bad_names():
+    with pytest.raises(ValueError, match="unknown"):
+        capacity_settings(BASE, dict(width=[1, 2]))
+    with pytest.raises(ValueError, match="missing"):
+        capacity_settings({"K": 4}, dict(K=[2]))
+    with pytest.raises(ValueError, match="K"):
+        capacity_settings(BASE, dict(K=[0, 2]))
+    with pytest.raises(ValueError, match="axis"):
+        axis_rows([BASE], "width", BASE)
+
+
+def test_axis_rows_keeps_the_axis_with_every_other_axis_at_base():
+    settings = capacity_settings(BASE, dict(K=[2, 8], L=[1, 4]))
+    rows = [dict(s, data_seed=d) for s in settings for d in (1, 0)]
+    k_rows = axis_rows(rows, "K", BASE)
+    assert [r["K"] for r in k_rows] == [2, 2, 4, 4, 8, 8]
+    assert all(r["L"] == BASE["L"] for r in k_rows)
+    assert [r["L"] for r in axis_rows(rows, "L", BASE)] == [1, 1, 2, 2, 4, 4]
+
+
+# ---------------------------------------------------------------- capacity_runs
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return vqlib.load_dataset("digits")
+
+
+def test_capacity_runs_rows_are_consistent_and_reproducible(digits):
+    kw = dict(data_seeds=[0, 1], train_seeds=[5, 6], n=30, n_test=60, epochs=3, batch_size=10)
+    rows = capacity_runs(digits, BASE, **kw)
+    again = capacity_runs(digits, BASE, **kw)
+    assert rows == again
+    assert [(r["data_seed"], r["train_seed"]) for r in rows] == [(0, 5), (1, 6)]
+    for r in rows:
+        assert r["gap"] == pytest.approx(r["test_loss"] - r["train_loss"])
+        assert 0 <= r["train_loss"] <= 1 and 0 <= r["test_loss"] <= 1
+        assert r["kl_uniform"] == pytest.approx(BASE["L"] * math.log(BASE["K"]))
+        assert 0 <= r["lv_joint"] <= min(r["lv_rate"], math.log(30)) + 1e-9
+        assert r["lv_rate"] <= r["kl_uniform"] + 1e-9
+        assert all(r[a] == BASE[a] for a in AXES)
+    assert rows[0]["train_loss"] != rows[1]["train_loss"]  # different data and weights
+
+
+def test_capacity_runs_match_a_model_trained_alone_with_fit(digits):
+    """Each run of the ensemble ends where vqlib.fit leaves the same model (chapter 8 uses the ensemble)."""
+    row = capacity_runs(digits, BASE, data_seeds=[3], train_seeds=[4], n=30, n_test=60, epochs=3, batch_size=10)[0]
+    order = torch.randperm(len(digits), generator=torch.Generator().manual_seed(3))
+    x_train, x_test = digits[order[:30]], digits[order[30:90]]
+    model = vqlib.VQVAE(digits.shape[1:], BASE["K"], BASE["L"], encoder_depth=1, decoder_depth=2,
+                        encoder_width=16, decoder_width=16, seed=4)
+    vqlib.fit(model, x_train, epochs=3, batch_size=10, lr=3e-3, seed=4)
+    assert row["train_loss"] == pytest.approx(vqlib.reconstruction_loss(model, x_train, seed=4).mean().item(), abs=1e-4)
+    assert row["test_loss"] == pytest.approx(vqlib.reconstruction_loss(model, x_test, seed=4).mean().item(), abs=1e-4)
+
+
+def test_capacity_runs_rejects_bad_input(digits):
+    with pytest.raises(ValueError, match="n \\+ n_test"):
+        capacity_runs(digits, BASE, data_seeds=[0], train_seeds=[0], n=1000, n_test=1000)
+    with pytest.raises(ValueError, match="equal length"):
+        capacity_runs(digits, BASE, data_seeds=[0, 1], train_seeds=[0], n=10, n_test=10)
+    with pytest.raises(ValueError, match="missing"):
+        capacity_runs(digits, dict(K=4), data_seeds=[0], train_seeds=[0], n=10, n_test=10)
+
+
+# ---------------------------------------------------------------- the registered sweep
+
+
+@pytest.mark.parametrize("profile", ["quick", "full"])
+def test_the_sweep_covers_every_axis_and_six_K_on_a_log_axis(profile):
+    from vqlib import experiments
+    from vqlib.experiments.ch08_capacity import BASE as SWEEP_BASE
+
+    sweep = experiments.get("ch08-capacity")
+    config = sweep.config(profile)
+    settings = config["setting"]
+    assert settings[0] == SWEEP_BASE and len(sweep.jobs(config)) == len(settings)
+    assert len(config["seeds"]) >= 3
+    for axis in AXES:
+        values = sorted({s[axis] for s in settings if all(s[a] == SWEEP_BASE[a] for a in AXES if a != axis)})
+        assert len(values) >= 3, axis
+    Ks = sorted({s["K"] for s in settings})
+    assert len(Ks) >= 6 and all(b == 2 * a for a, b in zip(Ks, Ks[1:]))
+    if profile == "full":
+        assert max(Ks) == 512 and config["n"] > sweep.config("quick")["n"]
+
+
+def test_paired_differences_pairs_rows_by_seed():
+    rows = [dict(K=2, data_seed=1, gap=0.1), dict(K=8, data_seed=0, gap=0.5), dict(K=2, data_seed=0, gap=0.2),
+            dict(K=8, data_seed=1, gap=0.6), dict(K=4, data_seed=0, gap=9.0)]
+    out = paired_differences(rows, "K", 2, 8)
+    assert out["seeds"] == [0, 1] and out["differences"] == pytest.approx([0.3, 0.5])
+    assert out["mean"] == pytest.approx(0.4) and out["std"] == pytest.approx(np.std([0.3, 0.5], ddof=1))
+    assert out["sem"] == pytest.approx(out["std"] / math.sqrt(2)) and out["count"] == 2
+
+
+def test_paired_differences_rejects_unpaired_and_duplicated_seeds():
+    with pytest.raises(ValueError, match="lack one of"):
+        paired_differences([dict(K=2, data_seed=0, gap=0.1), dict(K=8, data_seed=1, gap=0.1)], "K", 2, 8)
+    with pytest.raises(ValueError, match="twice"):
+        paired_differences([dict(K=2, data_seed=0, gap=0.1)] * 2, "K", 2, 8)
+    with pytest.raises(ValueError, match="no rows"):
+        paired_differences([dict(K=4, data_seed=0, gap=0.1)], "K", 2, 8)
+
+
+def test_tiny_sweep_run_is_cached_with_seeds_in_every_row(tmp_path, monkeypatch):
+    from vqlib import experiments
+
+    monkeypatch.setenv("VQLIB_CACHE", str(tmp_path / "cache"))
+    sweep = experiments.get("ch08-capacity")
+    tiny = dict(setting=capacity_settings(BASE, dict(K=[2, 8])), seeds=[0, 1], n=20, n_test=20, epochs=1)
+    rows = sweep.run("quick", **tiny)
+    assert len(rows) == 3 * 2 and all("data_seed" in r and "train_seed" in r for r in rows)
+    assert len(list((tmp_path / "cache").rglob("*.json"))) == 3  # one cached job per setting
+    assert sweep.run("quick", **tiny) == rows
+
+
+def test_line_fit_matches_scipy_and_log_fit_is_line_fit_in_log_x():
+    from vqlib.capacity import line_fit
+
+    rng = np.random.default_rng(2)
+    x = rng.uniform(0.01, 0.07, 30)
+    y = 0.03 - 0.4 * x + rng.normal(0, 0.002, x.size)
+    fit, ref = line_fit(x, y), stats.linregress(x, y)
+    assert fit["b"] == pytest.approx(ref.slope) and fit["se_b"] == pytest.approx(ref.stderr)
+    assert fit["a"] == pytest.approx(ref.intercept) and fit["se_a"] == pytest.approx(ref.intercept_stderr)
+    assert fit["sigma"] == pytest.approx(np.sqrt(((y - ref.intercept - ref.slope * x) ** 2).sum() / 28))
+    K = np.array([2, 4, 8, 16])
+    assert log_fit(K, y[:4]) == line_fit(np.log(K), y[:4])
+    with pytest.raises(ValueError, match="3 distinct"):
+        line_fit([1.0, 1.0, 2.0], [1, 2, 3])

@@ -1,0 +1,143 @@
+"""``python -m vqlib``: list, show and run the registered sweeps; bad options exit 2 with one line."""
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from vqlib import experiments
+
+TINY_EXACT = ["--set", "n=2", "--set", "settings=[[1, 1], [1, 2]]", "--set", "supersample_seeds=[0]"]
+
+
+def vqlib_cli(*args, cache):
+    env = dict(os.environ, VQLIB_CACHE=str(cache), OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "vqlib", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("VQLIB_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def in_process(args, capsys):
+    """(exit status, stdout, stderr) of ``vqlib.cli.main(args)`` run here (fast: no new interpreter)."""
+    from vqlib.cli import main
+
+    try:
+        code = main(list(args))
+    except SystemExit as stop:
+        code = stop.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_help_explains_every_option(cache, capsys):
+    top = vqlib_cli("--help", cache=cache)
+    assert top.returncode == 0 and "VQLIB_CACHE" in top.stdout
+    for command in ("list", "show", "run"):
+        assert command in top.stdout
+    code, run_help, _ = in_process(["run", "--help"], capsys)
+    assert code == 0
+    for option in ("--profile", "--set", "--out", "--no-cache", "--refresh", "--executor", "--workers", "--device",
+                   "--progress", "quick", "full", "VQLIB_CACHE", "all", "JSON"):
+        assert option in run_help, option
+    code, show_help, _ = in_process(["show", "--help"], capsys)
+    assert code == 0 and "--profile" in show_help and "--set" in show_help
+    assert in_process(["list", "--help"], capsys)[0] == 0
+
+
+def test_list_names_every_sweep(cache):
+    out = vqlib_cli("list", cache=cache)
+    assert out.returncode == 0
+    for name, sweep in experiments.all_sweeps().items():
+        assert name in out.stdout and sweep.chapter in out.stdout
+
+
+def test_show_prints_the_resolved_configuration(cache, capsys):
+    code, stdout, stderr = in_process(["show", "ch05-exact", "--profile", "full", "--set", "swap_rounds=2"], capsys)
+    assert code == 0, stderr
+    shown = json.loads(stdout)
+    assert shown["profile"] == "full" and shown["grid"] == ["n"]
+    assert shown["config"] == dict(experiments.get("ch05-exact").full, swap_rounds=2)
+    assert shown["jobs"] == len(shown["config"]["n"])
+
+
+def test_run_writes_csv_and_json_and_then_reads_the_cache(cache, tmp_path):
+    import vqlib.permutation as perm
+    from vqlib import load_dataset
+    from vqlib.supersample import make_supersample
+
+    out = vqlib_cli("run", "ch05-exact", *TINY_EXACT, "--out", str(tmp_path / "t.csv"), cache=cache)
+    assert out.returncode == 0, out.stderr
+    assert "2 rows" in out.stdout and "quick profile" in out.stdout
+    with open(tmp_path / "t.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["n"], r["K"], r["L"], r["supersample_seed"]) for r in rows] == [("2", "1", "1", "0"), ("2", "1", "2", "0")]
+    direct = perm.exact_enumeration(make_supersample(load_dataset("digits"), 2, supersample_seed=0), 1, 2)
+    assert float(rows[1]["exact_gap"]) == pytest.approx(direct["exact_gap"], rel=1e-12)
+    assert list(cache.rglob("*.json")), "the run filled the cache"
+
+    out = vqlib_cli("run", "ch05-exact", *TINY_EXACT, "--out", str(tmp_path / "t.json"), cache=cache)
+    assert out.returncode == 0, out.stderr
+    rows_json = json.loads((tmp_path / "t.json").read_text())
+    assert [r["exact_information"] for r in rows_json] == pytest.approx([float(r["exact_information"]) for r in rows])
+    assert rows_json[1]["exact_gap"] == direct["exact_gap"]
+
+
+def test_run_without_cache_writes_nothing(cache, tmp_path, capsys):
+    code, stdout, stderr = in_process(["run", "ch05-monte-carlo", "--set", "L=1", "--set", "Ks=[1]", "--set", "NS=[4]",
+                                       "--set", "supersample_seeds=[0]", "--set", "mask_seeds=[0, 1]", "--no-cache",
+                                       "--out", str(tmp_path / "mc.csv")], capsys)
+    assert code == 0, stderr
+    assert "cache: off" in stdout
+    assert not cache.exists()
+    with open(tmp_path / "mc.csv") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert row["n"] == "4" and json.loads(row["mask_seeds"]) == [0, 1]  # lists are JSON text in CSV cells
+
+
+@pytest.mark.parametrize("args, bad", [
+    (["run", "no-such-sweep"], "no-such-sweep"),
+    (["show", "no-such-sweep"], "no-such-sweep"),
+    (["run", "ch05-exact", "--set", "nope=1"], "nope"),
+    (["run", "ch05-exact", "--set", "swap_rounds=many"], "many"),
+    (["run", "ch05-exact", "--set", "swap_rounds=1.5"], "1.5"),
+    (["run", "ch05-exact", "--set", "n=[2, \"x\"]"], "x"),
+    (["run", "ch05-exact", "--set", "swap_rounds"], "swap_rounds"),
+    (["run", "ch05-exact", "--profile", "medium"], "medium"),
+    (["show", "ch05-exact", "--profile", "medium"], "medium"),
+    (["run", "ch05-exact", "--out", "table.xlsx"], "table.xlsx"),
+    (["run", "ch05-exact", "--executor", "ray"], "ray"),
+    (["run", "ch05-exact", "--workers", "0"], "0"),
+    (["run", "ch05-exact", "--device", "nosuchdevice"], "nosuchdevice"),
+    (["run", "all", "--set", "n=2"], "--set"),
+    (["run", "ch05-exact", "--set", "n=[0]"], "got 0"),
+    (["run", "ch05-monte-carlo", "--set", "NS=[5000]"], "5000"),
+    (["frobnicate"], "frobnicate"),
+])
+def test_bad_options_exit_2_with_one_clear_line(args, bad, cache, capsys):
+    code, stdout, stderr = in_process(args, capsys)
+    assert code == 2, (args, stdout, stderr)
+    last = stderr.strip().splitlines()[-1]
+    assert "error" in last and bad in last, last
+    assert not cache.exists(), "a bad option computes nothing"
+
+
+def test_a_bad_option_from_the_shell_has_no_traceback(cache):
+    out = vqlib_cli("run", "ch05-exact", "--set", "swap_rounds=many", cache=cache)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith("python -m vqlib: error: --set swap_rounds=many")
+
+
+def test_csv_holds_rows_with_different_columns(tmp_path):
+    from vqlib.cli import _write
+
+    _write([{"a": 1, "b": [1, 2]}, {"a": 2, "c": "x"}], str(tmp_path / "t.csv"))
+    with open(tmp_path / "t.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows == [{"a": "1", "b": "[1,2]", "c": ""}, {"a": "2", "b": "", "c": "x"}]

@@ -1,0 +1,151 @@
+"""Every chapter's expensive sweep, registered by name, cached, runnable headless.
+
+A chapter's sweep lives in a module ``vqlib/experiments/chNN_<topic>.py`` that builds
+:class:`Sweep` objects and passes them to :func:`register`. The chapter calls
+``experiments.get("ch07-penalty").run()``; ``python -m vqlib`` runs the same sweep
+from the command line; both read and fill the result cache (:mod:`vqlib.cache`).
+
+A sweep is a grid of independent jobs: each key in ``grid`` names a configuration entry
+that holds a list, and one job takes one value of each. ``compute(x, **job)`` trains
+and measures one job and returns its tidy rows. Jobs are cached one by one, so an
+interrupted sweep resumes where it stopped, and they can run in parallel
+(``executor="dask"``, see :mod:`vqlib.jobs`).
+"""
+from __future__ import annotations
+
+import importlib
+import itertools
+import pkgutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from ..profile import PROFILES, current_profile
+
+__all__ = ["Sweep", "all_sweeps", "get", "register"]
+
+_REGISTRY: dict[str, "Sweep"] = {}
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One chapter's sweep: its configuration per profile and how to compute one job.
+
+    name : registry name, ``"chNN-<what>"`` (e.g. ``"ch07-penalty"``).
+    chapter : the chapter file it serves, e.g. ``"07_generation"``.
+    doc : one line saying what it measures (shown by ``python -m vqlib list``).
+    quick, full : the configuration of each profile. ``dataset`` (default ``"digits"``)
+        names the data passed to ``compute``; every other entry is passed as a keyword.
+    compute : ``compute(x, **job) -> list[dict]``, the rows of one job; ``x`` is the
+        dataset's images as a float tensor (N, C, H, W) in [0, 1].
+    grid : configuration keys whose list values are swept, one job per combination.
+    """
+
+    name: str
+    chapter: str
+    doc: str
+    quick: Mapping
+    full: Mapping
+    compute: Callable[..., list[dict]]
+    grid: tuple[str, ...] = field(default=())
+
+    def config(self, profile: str | None = None, **overrides) -> dict:
+        """The configuration of ``profile`` (default: :func:`vqlib.current_profile`), with overrides."""
+        profile = current_profile() if profile is None else profile
+        if profile not in PROFILES:
+            raise ValueError(f"profile={profile!r} is not one of {PROFILES}")
+        config = dict(self.quick if profile == "quick" else self.full)
+        unknown = sorted(set(overrides) - set(config))
+        if unknown:
+            raise ValueError(f"sweep {self.name!r} has no setting(s) {unknown}; it has {sorted(config)}")
+        config.update(overrides)
+        for key in self.grid:
+            if not isinstance(config.get(key), (list, tuple)) or not config[key]:
+                raise ValueError(f"sweep {self.name!r}: grid key {key!r} must hold a non-empty list, "
+                                 f"got {config.get(key)!r}")
+        return config
+
+    def jobs(self, config: Mapping) -> list[dict]:
+        """One configuration per combination of the grid keys' values (in grid order)."""
+        if not self.grid:
+            return [dict(config)]
+        values = [config[key] for key in self.grid]
+        return [dict(config, **dict(zip(self.grid, combo))) for combo in itertools.product(*values)]
+
+    def run(self, profile: str | None = None, *, cache: bool = True, refresh: bool = False,
+            executor: str = "serial", workers: int = 2, progress: bool = False, **overrides) -> list[dict]:
+        """All rows of the sweep: each job from the cache when present, else computed.
+
+        ``executor="serial"`` computes the missing jobs here, one after another;
+        ``"dask"`` sends them to a local Dask cluster of ``workers`` processes (or to the
+        scheduler named by ``VQLIB_DASK_SCHEDULER``). Cached jobs are read here and never
+        sent; the rows are the same, in the same order, whichever executor ran them.
+        """
+        from ..cache import cache_dir, cached, code_fingerprint, lookup
+        from ..data import load_dataset
+        from ..jobs import EXECUTORS
+
+        if executor not in EXECUTORS:
+            raise ValueError(f"executor={executor!r} is not one of {EXECUTORS}")
+
+        config = self.config(profile, **overrides)
+        dataset = config.pop("dataset", "digits")
+        x = load_dataset(dataset)
+        jobs = self.jobs(config)
+        # the folder is resolved here, so workers started elsewhere write where this reads
+        # and under this process's code fingerprint
+        root = cache_dir() if cache else None
+        code = code_fingerprint()
+        name, compute = self.name, self.compute
+
+        def one(job):
+            return cached(name, dict(job, dataset=dataset), lambda: compute(x, **job), data=x, refresh=refresh,
+                          root=root, code=code)
+
+        results: list = [None] * len(jobs)
+        todo = list(range(len(jobs)))
+        if root is not None and not refresh:  # warm jobs are read here, never sent to a worker
+            for i, job in enumerate(jobs):
+                results[i] = lookup(name, dict(job, dataset=dataset), data=x, root=root, code=code)
+            todo = [i for i in todo if results[i] is None]
+        if executor == "serial":
+            it = todo
+            if progress and todo:
+                from tqdm.auto import tqdm
+
+                it = tqdm(todo, desc=self.name)
+            for i in it:
+                results[i] = one(jobs[i])
+        elif todo:
+            from ..jobs import map_jobs
+
+            for i, rows in zip(todo, map_jobs(one, [jobs[i] for i in todo], executor=executor, workers=workers)):
+                results[i] = rows
+        return [row for rows in results for row in rows]
+
+
+def register(sweep: Sweep) -> Sweep:
+    """Add ``sweep`` to the registry (a second sweep of the same name is an error)."""
+    if sweep.name in _REGISTRY and _REGISTRY[sweep.name] is not sweep:
+        raise ValueError(f"a sweep named {sweep.name!r} is already registered")
+    _REGISTRY[sweep.name] = sweep
+    return sweep
+
+
+def _load_all() -> None:
+    for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("ch"):
+            importlib.import_module(f"{__name__}.{info.name}")
+
+
+def all_sweeps() -> dict[str, Sweep]:
+    """Every registered sweep by name (imports every ``chNN_*`` module first)."""
+    _load_all()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get(name: str) -> Sweep:
+    """The sweep called ``name``; a ValueError lists the known names otherwise."""
+    sweeps = all_sweeps()
+    if name not in sweeps:
+        raise ValueError(f"no sweep named {name!r}; known sweeps: {', '.join(sweeps) or 'none'}")
+    return sweeps[name]

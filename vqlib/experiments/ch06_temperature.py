@@ -1,0 +1,79 @@
+"""Chapter 6's sweep: the temperature β of the softmax quantizer against the gap and the
+stability bounds.
+
+The digits are split once (permutation seed 0) into 600 that train the reference model
+and the rest, from which the supersamples are drawn. One reference (nearest quantizer,
+codebook and decoder then frozen, ``train_seed``) serves every β; one job takes one β,
+gives the reference the softmax quantizer at that β (:func:`vqlib.temperature.with_temperature`),
+trains its encoder on the training half of every (supersample, mask) and returns one row
+per supersample (:func:`vqlib.temperature.temperature_summary`): gap, train and test
+loss, the stability bounds, the measured KL terms and chapter 2's estimates, with the
+seeds, and a few digits reconstructed with sampled LVs at that β (``examples``).
+"""
+from __future__ import annotations
+
+import torch
+
+from ..temperature import softmax_encoder_runs, temperature_summary, train_reference, with_temperature
+from . import Sweep, register
+
+__all__ = ["TEMPERATURE", "split_reference_pool", "reference_model", "reconstruction_examples"]
+
+_REFERENCES: dict = {}
+
+
+def split_reference_pool(x, n_reference: int = 600, seed: int = 0):
+    """(the ``n_reference`` images that train the reference, the pool the supersamples come from)."""
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    return x[order[:n_reference]], x[order[n_reference:]]
+
+
+def reference_model(x, *, K, L, hidden, epochs, lr, train_seed, n_reference=600):
+    """The frozen reference for ``x``'s reference split, trained once per process and configuration."""
+    from ..cache import data_fingerprint
+
+    key = (data_fingerprint(x), K, L, hidden, epochs, lr, train_seed, n_reference)
+    if key not in _REFERENCES:
+        x_ref, _ = split_reference_pool(x, n_reference)
+        _REFERENCES[key] = train_reference(x_ref, K, L, epochs=epochs, lr=lr, hidden=hidden, train_seed=train_seed)
+    return _REFERENCES[key]
+
+
+def _compute(x, *, beta, K, L, n, hidden, reference_epochs, reference_lr, n_supersamples, n_masks, steps, lr,
+             n_samples, train_seed, sample_seed):
+    reference = reference_model(x, K=K, L=L, hidden=hidden, epochs=reference_epochs, lr=reference_lr,
+                                train_seed=train_seed)
+    _, pool = split_reference_pool(x)
+    runs = softmax_encoder_runs(pool, with_temperature(reference, beta), n,
+                                supersample_seeds=list(range(n_supersamples)), n_masks=n_masks, steps=steps,
+                                lr=lr, train_seed=train_seed, sample_seed=sample_seed, n_samples=n_samples)
+    rows = temperature_summary(runs)
+    examples = reconstruction_examples(with_temperature(reference, beta), pool, sample_seed=sample_seed)  # a copy
+    return [dict(row, examples=examples) for row in rows]
+
+
+def reconstruction_examples(model, pool, *, n_images: int = 4, n_draws: int = 2, sample_seed: int = 0) -> list:
+    """The first ``n_images`` pool digits, then ``n_draws`` reconstructions of each with
+    sampled LVs (the frozen reference at the job's β): a nested list (1 + n_draws, n_images, H, W)."""
+    x = pool[:n_images].cpu()
+    model = model.cpu()  # a CPU generator draws the LVs, so the images are the same on every device
+    gen = torch.Generator().manual_seed(sample_seed)
+    with torch.no_grad():
+        draws = [model(x, generator=gen).x_hat for _ in range(n_draws)]
+    images = torch.stack([x, *draws])[:, :, 0]  # (1 + n_draws, n_images, H, W)
+    return images.round(decimals=3).tolist()
+
+
+TEMPERATURE = register(Sweep(
+    name="ch06-temperature",
+    chapter="06_temperature",
+    doc="softmax quantizer: gap, train/test loss, stability and LV/CMI bounds against beta",
+    quick=dict(beta=[0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0], K=64, L=4, n=16, hidden=64,
+               reference_epochs=30, reference_lr=5e-3, n_supersamples=6, n_masks=12, steps=100, lr=1e-2,
+               n_samples=16, train_seed=0, sample_seed=0),
+    full=dict(beta=[0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0], K=64, L=4, n=16,
+              hidden=64, reference_epochs=60, reference_lr=5e-3, n_supersamples=10, n_masks=32, steps=100,
+              lr=1e-2, n_samples=64, train_seed=0, sample_seed=0),
+    compute=_compute,
+    grid=("beta",),
+))
