@@ -217,6 +217,28 @@ class EncoderRuns:
                            train_seed=self.train_seed, K=self.K, L=self.L, config=dict(self.config, n_masks=M))
 
 
+def check_encoder_runs(x, reference: VQVAE, n, supersample_seeds, n_masks, steps, lr, train_seed):
+    """The checked arguments of an encoder-only ensemble (chapters 4 and 6).
+
+    ``reference`` must have its codebook and decoder frozen and match the images ``x``;
+    returns ``(x, n, seeds, n_masks, steps, lr, train_seed)``, or raises ValueError
+    naming the bad value.
+    """
+    x = check_images(x, name="x")
+    if reference.quantizer.update != "frozen":
+        raise ValueError("reference must have a frozen codebook and decoder (train_reference does this)")
+    if tuple(x.shape[1:]) != reference.in_shape:
+        raise ValueError(f"x has image shape {tuple(x.shape[1:])}, reference expects {reference.in_shape}")
+    n = positive_int(n, "n")
+    if 2 * n > len(x):
+        raise ValueError(f"n={n} is larger than half the data ({len(x)} inputs allow n ≤ {len(x) // 2})")
+    seeds = [positive_int(s, "supersample_seeds", minimum=0) for s in np.atleast_1d(supersample_seeds).tolist()]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"supersample_seeds must be distinct and non-empty, got {supersample_seeds!r}")
+    return (x, n, seeds, positive_int(n_masks, "n_masks", minimum=2), positive_int(steps, "steps", minimum=0),
+            positive_float(lr, "lr"), positive_int(train_seed, "train_seed", minimum=0))
+
+
 def encoder_only_runs(x, reference: VQVAE, n: int, *, supersample_seeds, n_masks: int = 6,
                       steps: int = 100, lr: float = 1e-2, train_seed: int = 0) -> EncoderRuns:
     """Train only the encoder on the training half of every (supersample, mask) (chapter 4).
@@ -230,25 +252,12 @@ def encoder_only_runs(x, reference: VQVAE, n: int, *, supersample_seeds, n_masks
     recorded (CPU, eval mode, nearest quantizer), with the reference's. ``train_seed`` is
     the reference's seed, recorded in every row.
     """
-    x = check_images(x, name="x")
     if not isinstance(reference, VQVAE):
         raise ValueError(f"reference must be a vqlib.VQVAE, got {type(reference).__name__}")
     if reference.config["quantizer"] != "nearest":
         raise ValueError("reference must use the nearest quantizer")
-    if reference.quantizer.update != "frozen":
-        raise ValueError("reference must have a frozen codebook and decoder (train_reference does this)")
-    if tuple(x.shape[1:]) != reference.in_shape:
-        raise ValueError(f"x has image shape {tuple(x.shape[1:])}, reference expects {reference.in_shape}")
-    n = positive_int(n, "n")
-    if 2 * n > len(x):
-        raise ValueError(f"n={n} is larger than half the data ({len(x)} inputs allow n ≤ {len(x) // 2})")
-    seeds = [positive_int(s, "supersample_seeds", minimum=0) for s in np.atleast_1d(supersample_seeds).tolist()]
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"supersample_seeds must be distinct and non-empty, got {supersample_seeds!r}")
-    n_masks = positive_int(n_masks, "n_masks", minimum=2)
-    steps = positive_int(steps, "steps", minimum=0)
-    lr = positive_float(lr, "lr")
-    train_seed = positive_int(train_seed, "train_seed", minimum=0)
+    x, n, seeds, n_masks, steps, lr, train_seed = check_encoder_runs(
+        x, reference, n, supersample_seeds, n_masks, steps, lr, train_seed)
 
     device = reference.device
     reference = reference.cpu()

@@ -336,25 +336,12 @@ def softmax_encoder_runs(x, reference: VQVAE, n: int, *, supersample_seeds, n_ma
     every run and the reference (independent of every mask), plus one LV per point and run
     from uniforms of its own (``single``).
     """
-    from .prior_bounds import _stacked_encoder
+    from .prior_bounds import _stacked_encoder, check_encoder_runs
     from .supersample import draw_mask, make_supersample, split
 
-    x = check_images(x, name="x")
     reference = _softmax_model(reference, "reference")
-    if reference.quantizer.update != "frozen":
-        raise ValueError("reference must have a frozen codebook and decoder (train_reference does this)")
-    if tuple(x.shape[1:]) != reference.in_shape:
-        raise ValueError(f"x has image shape {tuple(x.shape[1:])}, reference expects {reference.in_shape}")
-    n = positive_int(n, "n")
-    if 2 * n > len(x):
-        raise ValueError(f"n={n} is larger than half the data ({len(x)} inputs allow n ≤ {len(x) // 2})")
-    seeds = [positive_int(s, "supersample_seeds", minimum=0) for s in np.atleast_1d(supersample_seeds).tolist()]
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"supersample_seeds must be distinct and non-empty, got {supersample_seeds!r}")
-    M = positive_int(n_masks, "n_masks", minimum=2)
-    steps = positive_int(steps, "steps", minimum=0)
-    lr = positive_float(lr, "lr")
-    train_seed = positive_int(train_seed, "train_seed", minimum=0)
+    x, n, seeds, M, steps, lr, train_seed = check_encoder_runs(
+        x, reference, n, supersample_seeds, n_masks, steps, lr, train_seed)
     sample_seed = positive_int(sample_seed, "sample_seed", minimum=0)
     n_samples = positive_int(n_samples, "n_samples")
 
