@@ -36,6 +36,7 @@ from torch import Tensor
 
 from ._checks import positive_float, positive_int
 from .data import check_images
+from .ensemble import batched_mlp
 from .information import plugin_mi, shuffled_null
 from .metrics import per_input_loss
 from .model import VQVAE
@@ -325,17 +326,6 @@ def _part(name: str) -> str:
     raise ValueError(f"unexpected parameter {name!r}")
 
 
-def _batched_mlp(seq: torch.nn.Sequential, prefix: str, h: Tensor, p: dict[str, Tensor]) -> Tensor:
-    """The MLP ``seq`` applied run by run: weights (R, out, in), inputs (R, N, in)."""
-    linear = [i for i, mod in enumerate(seq) if isinstance(mod, torch.nn.Linear)]
-    for j, i in enumerate(linear):
-        if j > 0:
-            h = torch.relu(h)  # vqlib's MLPs put a ReLU between consecutive linear layers
-        W, b = p[f"{prefix}.{i}.weight"], p[f"{prefix}.{i}.bias"]
-        h = torch.baddbmm(b.unsqueeze(1), h, W.transpose(1, 2))
-    return h
-
-
 def batched_loss(template: VQVAE, params: dict[str, Tensor], x: Tensor) -> Tensor:
     """The training loss of ``VQVAE.forward`` for R models at once, shape (R,) (chapter 3).
 
@@ -347,14 +337,14 @@ def batched_loss(template: VQVAE, params: dict[str, Tensor], x: Tensor) -> Tenso
     """
     R, N = x.shape[:2]
     L, D = template.L, template.code_dim
-    z = _batched_mlp(template.encoder, "encoder", x.reshape(R, N, -1), params)
+    z = batched_mlp(template.encoder, "encoder", x.reshape(R, N, -1), params)
     z = torch.nn.functional.normalize(z.reshape(R, N * L, D), dim=-1)
     codes = torch.nn.functional.normalize(params["quantizer.codebook"], dim=-1)  # (R, K, D)
     dist = ((z * z).sum(-1, keepdim=True) - 2 * z @ codes.transpose(1, 2)
             + (codes * codes).sum(-1).unsqueeze(1)).clamp(0.0, 4.0)
     chosen = torch.gather(codes, 1, dist.argmin(-1, keepdim=True).expand(-1, -1, D))
     z_q = chosen + (z - z.detach())
-    x_hat = torch.sigmoid(_batched_mlp(template.decoder, "decoder", z_q.reshape(R, N, L * D), params))
+    x_hat = torch.sigmoid(batched_mlp(template.decoder, "decoder", z_q.reshape(R, N, L * D), params))
     recon = (x_hat - x.reshape(R, N, -1)).pow(2).mean((1, 2))
     codebook_loss = (chosen - z.detach()).pow(2).mean((1, 2))
     commitment_loss = (z - chosen.detach()).pow(2).mean((1, 2))

@@ -33,7 +33,7 @@ from .data import check_images
 from .device import resolve_device
 from .model import VQVAE
 
-__all__ = ["fit_ensemble", "EnsembleHistory", "stack_parameters", "batched_mlp"]
+__all__ = ["fit_ensemble", "EnsembleHistory", "stack_parameters", "batched_layers", "batched_mlp"]
 
 
 @dataclass
@@ -48,18 +48,27 @@ class EnsembleHistory:
     chunks: list[int] = field(default_factory=list)  # the chunk sizes used, in order
 
 
+def batched_layers(layers: list[tuple[Tensor, Tensor]], h: Tensor) -> Tensor:
+    """Linear layers (W of shape (R, out, in), b of shape (R, out)) with a ReLU between
+    consecutive ones, as in vqlib's MLPs, applied model by model to ``h`` (R, N, in).
+
+    The one batched MLP of the library: the ensemble trainer here, chapter 3's
+    :func:`vqlib.decoder_gap.batched_loss` and the encoder-only runs of chapters 4 and 6.
+    """
+    for j, (W, b) in enumerate(layers):
+        if j > 0:
+            h = torch.relu(h)
+        h = torch.baddbmm(b.unsqueeze(1), h, W.transpose(1, 2))
+    return h
+
+
 def batched_mlp(seq: torch.nn.Sequential, prefix: str, h: Tensor, params: dict[str, Tensor]) -> Tensor:
     """The MLP ``seq`` (vqlib's Linear/ReLU stacks) applied model by model.
 
     ``params[f"{prefix}.{i}.weight"]`` has shape (R, out, in); ``h`` is (R, N, in).
     """
     linear = [i for i, mod in enumerate(seq) if isinstance(mod, torch.nn.Linear)]
-    for j, i in enumerate(linear):
-        if j > 0:
-            h = torch.relu(h)
-        W, b = params[f"{prefix}.{i}.weight"], params[f"{prefix}.{i}.bias"]
-        h = torch.baddbmm(b.unsqueeze(1), h, W.transpose(1, 2))
-    return h
+    return batched_layers([(params[f"{prefix}.{i}.weight"], params[f"{prefix}.{i}.bias"]) for i in linear], h)
 
 
 def stack_parameters(models: list[VQVAE], device) -> dict[str, Tensor]:

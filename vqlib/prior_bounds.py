@@ -42,6 +42,7 @@ from torch import Tensor
 
 from ._checks import positive_float, positive_int
 from .data import check_images
+from .ensemble import batched_layers
 from .model import VQVAE
 from .quantize import sphere_distances
 from .supersample import draw_mask, make_supersample, split
@@ -114,14 +115,9 @@ def _linear_layers(model: VQVAE) -> list[torch.nn.Linear]:
 
 
 def _encode_batched(params: list[Tensor], x: Tensor) -> Tensor:
-    """The encoder MLP of R models at once: weights (R, out, in), inputs (R, N, d) → (R, N, out)."""
-    h = x
-    for j in range(len(params) // 2):
-        if j:
-            h = torch.relu(h)  # vqlib's MLPs put a ReLU between consecutive linear layers
-        W, b = params[2 * j], params[2 * j + 1]
-        h = torch.baddbmm(b.unsqueeze(1), h, W.transpose(1, 2))
-    return h
+    """The encoder MLP of R models at once: ``params`` lists weights (R, out, in) and biases
+    layer by layer, inputs (R, N, d) → (R, N, out)."""
+    return batched_layers(list(zip(params[0::2], params[1::2])), x)
 
 
 def _quantize_decode(reference: VQVAE, params: list[Tensor], x: Tensor):
