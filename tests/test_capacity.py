@@ -7,8 +7,8 @@ import torch
 from scipy import stats
 
 import vqlib
-from vqlib.capacity import (AXES, axis_rows, capacity_runs, capacity_settings, log_fit, paired_differences,
-                             summarise)
+from vqlib.capacity import (AXES, axis_rows, axis_verdict, capacity_runs, capacity_settings, log_fit,
+                             paired_differences, paired_log_fit, summarise, t_quantile)
 
 BASE = dict(decoder_depth=2, decoder_width=16, encoder_depth=1, encoder_width=16, K=4, L=2)
 
@@ -185,6 +185,23 @@ def test_paired_differences_pairs_rows_by_seed():
     assert out["sem"] == pytest.approx(out["std"] / math.sqrt(2)) and out["count"] == 2
 
 
+def test_paired_differences_use_student_t_over_seeds():
+    """t, df, the t quantile and the interval are those of a paired t test (scipy), not of ±2 s.e."""
+    low, high = np.array([0.010, 0.014, 0.009]), np.array([0.013, 0.016, 0.015])
+    rows = [dict(K=2, data_seed=s, gap=g) for s, g in enumerate(low)] + \
+           [dict(K=8, data_seed=s, gap=g) for s, g in enumerate(high)]
+    out = paired_differences(rows, "K", 2, 8)
+    ref = stats.ttest_rel(high, low)
+    assert out["df"] == 2 and out["t"] == pytest.approx(ref.statistic)
+    assert out["t_crit"] == pytest.approx(stats.t.ppf(0.975, 2)) and out["t_crit"] == pytest.approx(4.303, abs=1e-3)
+    ci = ref.confidence_interval(0.95)
+    assert out["ci"] == pytest.approx((ci.low, ci.high))
+    assert out["detected"] == (ref.pvalue <= 0.05)
+    # this pair is more than two standard errors from zero but not t_{0.975, 2} of them
+    assert 2 < out["t"] < out["t_crit"] and not out["detected"]
+    assert math.isnan(paired_differences(rows[:1] + rows[3:4], "K", 2, 8)["t_crit"])
+
+
 def test_paired_differences_rejects_unpaired_and_duplicated_seeds():
     with pytest.raises(ValueError, match="lack one of"):
         paired_differences([dict(K=2, data_seed=0, gap=0.1), dict(K=8, data_seed=1, gap=0.1)], "K", 2, 8)
@@ -220,3 +237,109 @@ def test_line_fit_matches_scipy_and_log_fit_is_line_fit_in_log_x():
     assert log_fit(K, y[:4]) == line_fit(np.log(K), y[:4])
     with pytest.raises(ValueError, match="3 distinct"):
         line_fit([1.0, 1.0, 2.0], [1, 2, 3])
+
+
+# ---------------------------------------------------------------- t quantiles, per-seed slopes, verdicts
+
+
+def test_t_quantile_is_the_two_sided_student_t_critical_value():
+    assert t_quantile(2) == pytest.approx(4.3027, abs=1e-4)  # three seeds
+    assert t_quantile(9) == pytest.approx(stats.t.ppf(0.975, 9))
+    assert t_quantile(4, level=0.9) == pytest.approx(stats.t.ppf(0.95, 4))
+    assert t_quantile(10 ** 6) == pytest.approx(stats.norm.ppf(0.975), abs=1e-4)
+    for bad in (dict(df=0), dict(df=2.5), dict(df=2, level=1.0), dict(df=2, level=0.0)):
+        with pytest.raises(ValueError):
+            t_quantile(**bad)
+
+
+def test_axis_verdict_uses_t_quantiles_not_two_standard_errors():
+    # t = 3 with three seeds (df = 2): beyond the old rule's 2, within t_{0.975, 2} = 4.30
+    assert axis_verdict(dict(t=3.0, df=2), dict(t=0.5, df=2)) == "within noise"
+    assert axis_verdict(dict(t=-4.2, df=2)) == "within noise"
+    assert axis_verdict(dict(t=4.31, df=2)) == "moves the gap"
+    assert axis_verdict(dict(t=0.1, df=2), dict(t=-4.4, df=2)) == "moves the gap"  # either test
+    assert axis_verdict(dict(t=3.0, df=30)) == "moves the gap"  # many seeds: t_{0.975, 30} = 2.04
+    assert axis_verdict(dict(t=3.0, df=2), level=0.8) == "moves the gap"  # t_{0.9, 2} = 1.89
+    assert axis_verdict(dict(t=math.inf, df=2)) == "moves the gap"
+    assert axis_verdict(dict(t=float("nan"), df=0), dict(t=0.0, df=2)) == "within noise"
+    with pytest.raises(ValueError, match="'df'"):
+        axis_verdict(dict(t=3.0))
+
+
+def _shared_seed_data(intercepts, slope_shifts, slope=0.01, K=(2, 4, 8, 16, 32)):
+    """y = u_s + (slope + v_s) log K for every seed s, no other noise: one row per (K, seed)."""
+    K = np.array(K, dtype=float)
+    x, y, seed = [], [], []
+    for s, (u, v) in enumerate(zip(intercepts, slope_shifts)):
+        x += K.tolist()
+        y += (u + (slope + v) * np.log(K)).tolist()
+        seed += [s] * K.size
+    return np.array(x), np.array(y), np.array(seed)
+
+
+def test_paired_log_fit_is_the_mean_of_per_seed_slopes_with_its_standard_error():
+    """A seed effect on the level (u_s) and on the slope (v_s): the per-seed slopes are exactly
+    0.01 + v_s, so the estimate, its s.e. and t are known in closed form."""
+    u, v = [0.0, 0.2, -0.1], [0.002, -0.001, 0.005]
+    x, y, seed = _shared_seed_data(u, v)
+    fit = paired_log_fit(x, y, seed)
+    per_seed = 0.01 + np.array(v)
+    se = per_seed.std(ddof=1) / math.sqrt(3)
+    assert fit["slopes"] == pytest.approx(per_seed.tolist()) and fit["seeds"] == [0, 1, 2]
+    assert fit["b"] == pytest.approx(per_seed.mean()) and fit["se_b"] == pytest.approx(se)
+    assert fit["a"] == pytest.approx(np.mean(u)) and fit["se_a"] == pytest.approx(np.std(u, ddof=1) / math.sqrt(3))
+    assert fit["df"] == 2 and fit["count"] == 3 and fit["m"] == 15
+    assert fit["t"] == pytest.approx(per_seed.mean() / se)
+    assert fit["t"] == pytest.approx(stats.ttest_1samp(per_seed, 0.0).statistic)
+    assert fit["t_crit"] == pytest.approx(stats.t.ppf(0.975, 2))
+    assert fit["ci"] == pytest.approx((per_seed.mean() - fit["t_crit"] * se, per_seed.mean() + fit["t_crit"] * se))
+    # a balanced design: the mean slope is the pooled least-squares slope; its error is not
+    pooled = log_fit(x, y)
+    assert fit["b"] == pytest.approx(pooled["b"])
+    assert pooled["se_b"] > 5 * fit["se_b"]  # the seed levels u_s inflate the pooled residuals
+    assert pooled["df"] == 13 and fit["df"] == 2
+
+
+def test_pooled_fit_understates_the_error_of_a_slope_that_varies_by_seed():
+    """Seeds with their own slope (lines crossing at the mean log K) and no other noise: pooled OLS
+    treats 15 points as independent (df = 13) and reports an error below the scatter of the slopes."""
+    v = np.array([0.004, -0.004, 0.0])
+    x, y, seed = _shared_seed_data(-v * np.log([2, 4, 8, 16, 32]).mean(), v, slope=0.003)
+    fit, pooled = paired_log_fit(x, y, seed), log_fit(x, y)
+    assert fit["se_b"] == pytest.approx(0.004 / math.sqrt(3))  # sd of (0.007, -0.001, 0.003) / sqrt(3)
+    assert pooled["se_b"] < fit["se_b"] / 2
+    assert abs(pooled["t"]) > 2 and axis_verdict(pooled) == "moves the gap"  # the old rule: a false "moves"
+    assert abs(fit["t"]) < fit["t_crit"] and axis_verdict(fit) == "within noise"
+
+
+def test_paired_log_fit_intervals_cover_at_their_level_under_a_seed_effect():
+    """Simulated repeated-measures sweeps (3 seeds x 4 values, a random level and slope per seed,
+    small noise): the t interval covers the true slope about 95% of the time; ±2 s.e. of the same
+    estimate covers only P(|T_2| < 2) = 0.82 of the time, and the pooled fit's t interval (df = 10)
+    much less when the slopes vary by seed."""
+    rng = np.random.default_rng(0)
+    K = np.array([2, 4, 8, 16], dtype=float)
+    x, seed = np.tile(K, 3), np.repeat([0, 1, 2], 4)
+    reps, cover_t, cover_2se, cover_pooled = 3000, 0, 0, 0
+    for _ in range(reps):
+        u, v = rng.normal(0, 0.05, 3), rng.normal(0, 0.2, 3)
+        y = u[seed] + (0.1 + v[seed]) * np.log(x) + rng.normal(0, 0.02, x.size)
+        fit, pooled = paired_log_fit(x, y, seed), log_fit(x, y)
+        cover_t += fit["ci"][0] <= 0.1 <= fit["ci"][1]
+        cover_2se += abs(fit["b"] - 0.1) <= 2 * fit["se_b"]
+        cover_pooled += abs(pooled["b"] - 0.1) <= stats.t.ppf(0.975, pooled["df"]) * pooled["se_b"]
+    assert cover_t / reps == pytest.approx(0.95, abs=0.015)
+    assert cover_2se / reps == pytest.approx(2 * stats.t.cdf(2, 2) - 1, abs=0.025)
+    assert cover_pooled / reps < 0.9  # about 0.87 here
+
+
+@pytest.mark.parametrize("x, y, seeds, match", [
+    ([2, 4, 8], [1, 2, 3], [0, 0, 0], "at least 2 seeds"),
+    ([2, 4, 2, 2], [1, 2, 1, 2], [0, 0, 1, 1], "seed 1 has fewer than 2 distinct"),
+    ([2, 4, 2, 4], [1, 2, 1], [0, 0, 1, 1], "different lengths"),
+    ([0, 4, 2, 4], [1, 2, 1, 2], [0, 0, 1, 1], "x must be > 0"),
+    ([2, 4, 2, 4], [1, float("nan"), 1, 2], [0, 0, 1, 1], "NaN or inf"),
+])
+def test_paired_log_fit_rejects_bad_input(x, y, seeds, match):
+    with pytest.raises(ValueError, match=match):
+        paired_log_fit(x, y, seeds)

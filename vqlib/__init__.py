@@ -11,6 +11,7 @@ import importlib
 
 from . import quantize
 from .bounds import dv_cosh_bound, latent_kl_terms, pair_terms
+from .certify import CertificateWarning, certified_bounds, certify
 from .data import check_images, load_dataset, make_synthetic, train_test_split
 from .device import default_device, resolve_device
 from .metrics import CodebookUsage, codebook_usage, normalised_mse, per_input_loss
@@ -36,6 +37,7 @@ __all__ = [
     "check_images", "codebook_usage", "current_profile", "default_device", "encode_indices",
     "evaluate", "fit", "load_dataset", "make_synthetic", "normalised_mse", "per_input_loss",
     "pick", "quantize", "reconstruction_loss", "resolve_device", "sweep_latents", "train_test_split",
+    "CertificateWarning", "certified_bounds", "certify",
     "dv_cosh_bound", "latent_kl_terms", "pair_terms", "entropy", "kl_categorical", "kl_inverse_lower",
     "kl_inverse_upper", "kl_to_uniform", "plugin_mi", "test_set_bound", "Supersample", "SupersampleResult",
     "draw_mask", "draw_permutation", "make_supersample", "run_supersample", "split", "split_by_permutation",

@@ -11,13 +11,24 @@ Chapter 8 tests it on the digits with one-axis-at-a-time sweeps around a base mo
   information carried by the latent variables (LVs) on the training set;
 * :func:`axis_rows` picks, from all rows, those of one axis (every other axis at base);
 * :func:`summarise` reduces rows to mean ± standard deviation over seeds per setting;
-* :func:`paired_differences` compares two settings seed by seed (same training data);
-* :func:`log_fit` fits y = a + b·log x by least squares with standard errors: the
-  slope of the gap, or of the LV information, per unit of log K (or log width, …);
-  :func:`line_fit` is the same fit against x itself (the gap against the training loss).
+* :func:`paired_differences` compares two settings seed by seed (same training data),
+  with a Student-t interval over seeds;
+* :func:`paired_log_fit` fits y = a + b·log x *within each seed* and reports the mean
+  slope with its standard error over seeds and a Student-t interval (df = seeds − 1):
+  the slope of the gap, or of the LV information, per unit of log K (or log width, …)
+  when the same seeds are shared by every setting of an axis;
+* :func:`axis_verdict` turns a slope and a paired difference into "moves the gap" or
+  "within noise" with Student-t quantiles (:func:`t_quantile`);
+* :func:`log_fit` is the pooled least-squares fit of y = a + b·log x, every point an
+  independent observation; :func:`line_fit` is the same fit against x itself (the gap
+  against the training loss).
 
 Seeds: ``data_seed`` draws the n training and the held-out test digits, ``train_seed``
-the initial weights and the batch order; both are in every row.
+the initial weights and the batch order; both are in every row. Chapter 8 uses the same
+seeds in every setting (a repeated-measures design), so two rows with the same seed are
+not independent: a seed whose training draw is hard has a larger gap at every setting.
+Its slopes and differences are therefore computed seed by seed, and their uncertainty
+comes from the scatter *between* seeds, with seeds − 1 degrees of freedom.
 """
 from __future__ import annotations
 
@@ -26,8 +37,9 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
+from scipy import stats
 
-from ._checks import positive_float, positive_int
+from ._checks import positive_float, positive_int, unit_float
 from .data import check_images
 from .information import entropy
 from .metrics import codebook_usage
@@ -35,8 +47,8 @@ from .model import VQVAE
 from .prior_bounds import uniform_kl
 from .train import _evaluate
 
-__all__ = ["AXES", "axis_rows", "capacity_runs", "capacity_settings", "line_fit", "log_fit", "paired_differences",
-           "summarise"]
+__all__ = ["AXES", "axis_rows", "axis_verdict", "capacity_runs", "capacity_settings", "line_fit", "log_fit",
+           "paired_differences", "paired_log_fit", "summarise", "t_quantile"]
 
 #: The model arguments chapter 8 sweeps, in the order the chapter shows them.
 AXES = ("decoder_depth", "decoder_width", "encoder_depth", "encoder_width", "K", "L")
@@ -128,13 +140,17 @@ def summarise(rows: Iterable[Mapping], by: str | Sequence[str],
 
 
 def paired_differences(rows: Iterable[Mapping], axis: str, low, high, value: str = "gap",
-                       pair_key: str = "data_seed") -> dict:
+                       pair_key: str = "data_seed", level: float = 0.95) -> dict:
     """``value`` at ``axis = high`` minus at ``axis = low``, seed by seed (chapter 8).
 
     Rows with the same ``pair_key`` were trained on the same n digits, so their
     difference removes the variation of the gap between training sets. Returns the
     differences (sorted by ``pair_key``), their ``mean``, ``std`` (ddof = 1), standard error
-    ``sem`` and ``count``. Raises ``ValueError`` when a seed lacks one of the two settings,
+    ``sem``, ``count`` (seeds), ``df`` = count − 1, ``t`` = mean / sem, the two-sided
+    Student-t quantile ``t_crit`` = :func:`t_quantile` (df, ``level``), the interval ``ci`` =
+    mean ± t_crit · sem at that ``level``, and ``detected`` (|t| ≥ t_crit: the interval
+    excludes zero). With one seed, ``std``, ``sem``, ``t``, ``t_crit`` and ``ci`` are NaN and
+    ``detected`` is False. Raises ``ValueError`` when a seed lacks one of the two settings,
     a seed appears twice in a setting, or no seed has both.
     """
     rows = list(rows)
@@ -159,18 +175,69 @@ def paired_differences(rows: Iterable[Mapping], axis: str, low, high, value: str
     if not np.all(np.isfinite(d)):
         raise ValueError(f"{value} has non-finite values")
     std = float(d.std(ddof=1)) if d.size > 1 else float("nan")
-    return dict(differences=d.tolist(), seeds=keys, mean=float(d.mean()), std=std,
-                sem=std / math.sqrt(d.size), count=int(d.size))
+    mean, sem = float(d.mean()), std / math.sqrt(d.size)
+    return dict(differences=d.tolist(), seeds=keys, mean=mean, std=std, sem=sem, count=int(d.size),
+                **_t_summary(mean, sem, d.size - 1, level))
+
+
+def t_quantile(df, level: float = 0.95) -> float:
+    """The two-sided Student-t critical value t_{(1 + level)/2, df} (chapter 8).
+
+    An interval estimate ± t_quantile(df) · s.e. covers the true value with probability
+    ``level`` when the estimate is the mean of df + 1 independent normal values (the
+    per-seed slopes or differences of chapter 8). ``t_quantile(2) = 4.30`` for three
+    seeds, against 1.96 for a normal quantile. Raises ``ValueError`` for df < 1 or a level
+    outside (0, 1).
+    """
+    df = positive_int(df, "df", minimum=1)
+    level = unit_float(level, "level", open_left=True, open_right=True)
+    return float(stats.t.ppf(0.5 + level / 2, df))
+
+
+def _t_summary(estimate: float, se: float, df: int, level: float) -> dict:
+    """t, df, the t quantile, the interval and whether it excludes zero, for a mean over seeds."""
+    if df < 1 or not math.isfinite(se):
+        nan = float("nan")
+        return dict(df=int(df), level=level, t=nan, t_crit=nan, ci=(nan, nan), detected=False)
+    t_crit = t_quantile(df, level)
+    t_stat = estimate / se if se > 0 else (0.0 if estimate == 0 else math.copysign(math.inf, estimate))
+    return dict(df=int(df), level=level, t=t_stat, t_crit=t_crit,
+                ci=(estimate - t_crit * se, estimate + t_crit * se), detected=bool(abs(t_stat) >= t_crit))
+
+
+def axis_verdict(slope: Mapping, paired: Mapping | None = None, level: float = 0.95) -> str:
+    """The verdict "moves the gap" or "within noise" for one axis of chapter 8's sweep.
+
+    ``slope`` is a :func:`paired_log_fit` result and ``paired`` (optional) a
+    :func:`paired_differences` result; each carries its ``t`` and ``df``. The axis *moves
+    the gap* when either |t| ≥ :func:`t_quantile` (df, ``level``), i.e. when the two-sided
+    Student-t interval at ``level`` of the mean per-seed slope, or of the mean per-seed
+    difference between the largest and the smallest value, excludes zero; otherwise it is
+    *within noise* (not detected, which is not the same as zero). With three seeds (df = 2)
+    a t value of 3 is within noise: t_{0.975, 2} = 4.30.
+    """
+    for result in (slope, paired):
+        if result is None:
+            continue
+        for key in ("t", "df"):
+            if key not in result:
+                raise ValueError(f"a slope or paired result must have {key!r}; got keys {sorted(result)}")
+        t_stat, df = float(result["t"]), int(result["df"])
+        if df >= 1 and not math.isnan(t_stat) and abs(t_stat) >= t_quantile(df, level):
+            return "moves the gap"
+    return "within noise"
 
 
 def line_fit(x, y) -> dict:
     """Least-squares fit y = a + b·x with standard errors (chapter 8).
 
-    Every (x, y) pair is one observation (pass one per seed, not the means, so that the
-    scatter over seeds enters the standard errors). Returns a dict with ``a``, ``b``,
-    their standard errors ``se_a``, ``se_b`` (from the residual variance with m − 2
-    degrees of freedom), ``t`` = b / se_b, ``r2``, ``m`` (number of points) and
-    ``sigma`` (the residual standard deviation). Raises ``ValueError`` for NaN or inf,
+    Every (x, y) pair is taken as an independent observation: the standard errors are
+    those of ordinary least squares, from the residual variance with m − 2 degrees of
+    freedom. When the points come in groups that share a seed (chapter 8's sweeps), they
+    are not independent; use :func:`paired_log_fit` for the slope and its uncertainty.
+    Returns a dict with ``a``, ``b``, their standard errors ``se_a``, ``se_b``, ``t`` =
+    b / se_b, ``df`` = m − 2, ``r2``, ``m`` (number of points) and ``sigma`` (the residual
+    standard deviation). Raises ``ValueError`` for NaN or inf,
     lengths that differ, or fewer than three distinct x values (a line through two
     points has no error estimate).
     """
@@ -195,7 +262,7 @@ def line_fit(x, y) -> dict:
     tss = float(((y - y.mean()) ** 2).sum())
     r2 = 1.0 - rss / tss if tss > 0 else float("nan")
     t_stat = b / se_b if se_b > 0 else (0.0 if b == 0 else math.copysign(math.inf, b))
-    return dict(a=a, b=b, se_a=se_a, se_b=se_b, t=t_stat, r2=r2, m=int(m), sigma=math.sqrt(sigma2))
+    return dict(a=a, b=b, se_a=se_a, se_b=se_b, t=t_stat, df=int(m - 2), r2=r2, m=int(m), sigma=math.sqrt(sigma2))
 
 
 def log_fit(x, y) -> dict:
@@ -211,6 +278,62 @@ def log_fit(x, y) -> dict:
     if np.any(x <= 0):
         raise ValueError(f"x must be > 0 for a fit against log x, got min {x.min()!r}")
     return line_fit(np.log(x), y)
+
+
+def paired_log_fit(x, y, seeds, level: float = 0.95) -> dict:
+    """Slope of y against log x fitted within each seed, averaged over seeds (chapter 8).
+
+    Chapter 8 trains every setting of an axis with the same seeds (the same training
+    digits and initial weights), so the points of one seed are a repeated measurement,
+    not independent draws. For each seed s, the least-squares line y = a_s + b_s log x
+    through that seed's points gives one slope b_s; the estimate is their mean
+    b = (1/S) Σ_s b_s, with standard error sd(b_1, …, b_S)/√S and df = S − 1 degrees of
+    freedom. The seed's own level (a_s) drops out, and the slope's uncertainty is the
+    scatter of the slope *between* seeds, whatever the number of values per seed. When
+    every seed has the same x values, b equals the pooled least-squares slope of
+    :func:`log_fit`, but the pooled standard error (m − 2 degrees of freedom, every point
+    independent) does not account for the seed effect.
+
+    Returns a dict with ``b``, ``se_b``, ``a`` and ``se_a`` (the same for the intercepts
+    a_s), ``t`` = b / se_b, ``df`` = S − 1, ``t_crit`` = :func:`t_quantile` (df, ``level``),
+    ``ci`` = b ± t_crit · se_b, ``detected`` (|t| ≥ t_crit), ``level``, ``slopes`` and
+    ``intercepts`` (per seed), ``seeds`` (sorted), ``count`` = S, ``m`` (points) and ``r2``
+    (the share of the variance of all points that the line a + b log x explains; a
+    description, not a test). Raises ``ValueError`` for x ≤ 0, NaN or inf, lengths that
+    differ, fewer than two seeds, or a seed with fewer than two distinct x values.
+    """
+    x = np.asarray(x, dtype=float).ravel()
+    y = np.asarray(y, dtype=float).ravel()
+    seeds = np.asarray(seeds).ravel()
+    if not (x.size == y.size == seeds.size):
+        raise ValueError(f"x, y and seeds have different lengths {x.size}, {y.size} and {seeds.size}")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise ValueError("x and y must be finite (found NaN or inf)")
+    if np.any(x <= 0):
+        raise ValueError(f"x must be > 0 for a fit against log x, got min {x.min()!r}")
+    keys = sorted(set(seeds.tolist()))
+    if len(keys) < 2:
+        raise ValueError(f"a slope with a standard error over seeds needs at least 2 seeds, got {len(keys)}")
+    t = np.log(x)
+    slopes, intercepts = [], []
+    for key in keys:
+        ts, ys = t[seeds == key], y[seeds == key]
+        if np.unique(ts).size < 2:
+            raise ValueError(f"seed {key!r} has fewer than 2 distinct x values; its slope is undefined")
+        tc = ts - ts.mean()
+        b_s = float((tc * (ys - ys.mean())).sum() / (tc ** 2).sum())
+        slopes.append(b_s)
+        intercepts.append(float(ys.mean() - b_s * ts.mean()))
+    S = len(keys)
+    slopes_arr, intercepts_arr = np.array(slopes), np.array(intercepts)
+    b, a = float(slopes_arr.mean()), float(intercepts_arr.mean())
+    se_b = float(slopes_arr.std(ddof=1)) / math.sqrt(S)
+    se_a = float(intercepts_arr.std(ddof=1)) / math.sqrt(S)
+    tss = float(((y - y.mean()) ** 2).sum())
+    rss = float(((y - a - b * t) ** 2).sum())
+    r2 = 1.0 - rss / tss if tss > 0 else float("nan")
+    return dict(b=b, se_b=se_b, a=a, se_a=se_a, **_t_summary(b, se_b, S - 1, level), slopes=slopes,
+                intercepts=intercepts, seeds=keys, count=S, m=int(x.size), r2=r2)
 
 
 def _lv_information(codes: torch.Tensor) -> dict:

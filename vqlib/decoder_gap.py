@@ -14,7 +14,9 @@ two counterexamples and one rescue, all computed here:
   separate data: K = 1 gives counterexample (b); a frozen decoder gives the rescue,
   where only the LVs can carry the mask.
 * :func:`mean_image_gap` and :func:`mean_image_expected_gap`: the best constant output
-  (the K = 1 decoder's target) as a reference learner, and its exact mask-average gap.
+  (the K = 1 decoder's target) as a reference learner, and its exact mask-average gap;
+  :func:`mean_image_gaps` and :func:`mean_image_gap_estimate` compute its gap for
+  thousands of masks at once, for an estimate whose standard error is small and honest.
 * :func:`pair_statistics` and :func:`pair_mask_information`: statistics of each pair's
   two code tuples that do not depend on how codes are labelled (do the two points share
   their tuple; the Hamming distance between the tuples), and their plug-in mutual
@@ -52,6 +54,8 @@ __all__ = [
     "memoriser_gap",
     "mean_image_gap",
     "mean_image_expected_gap",
+    "mean_image_gaps",
+    "mean_image_gap_estimate",
     "reference_model",
     "batched_loss",
     "gap_by_parts",
@@ -277,7 +281,9 @@ def mean_image_gap(x, n: int, *, supersample_seeds, mask_seeds) -> GapResult:
     loss is the mean of the training half. Its expected gap over i.i.d. data is
     2σ̄²/n, σ̄² the mean per-pixel variance (the chapter proves it). Rows as in
     :func:`memoriser_gap` with ``trained = "mean image"``, K = 1 and L = None; the
-    pair statistics are 0 (one tuple for all points).
+    pair statistics are 0 (one tuple for all points). For thousands of masks use
+    :func:`mean_image_gaps` (the same gaps, vectorised, no rows) or
+    :func:`mean_image_gap_estimate`.
     """
     x, n = _check_setting(x, n)
     ss_seeds = _seeds(supersample_seeds, "supersample_seeds")
@@ -311,6 +317,58 @@ def mean_image_expected_gap(ss) -> float:
     n = points.shape[0]
     diff = (points[:, 0] - points[:, 1]).double().reshape(n, -1)
     return float(diff.pow(2).sum() / (n * n * diff.shape[1]))
+
+
+def mean_image_gaps(x, n: int, *, supersample_seeds, mask_seeds, chunk: int = 512) -> np.ndarray:
+    """The mean-image learner's gap for every (supersample, mask), shape (S, M) (chapter 3).
+
+    Entry (s, m) is the gap of :func:`mean_image_gap`'s run with ``supersample_seeds[s]``
+    and ``mask_seeds[m]`` (the same number up to rounding, in float64), computed for
+    ``chunk`` masks of a supersample at once and without per-pair rows: thousands of
+    masks take a fraction of a second.
+    """
+    x, n = _check_setting(x, n)
+    ss_seeds = _seeds(supersample_seeds, "supersample_seeds")
+    m_seeds = _seeds(mask_seeds, "mask_seeds")
+    chunk = positive_int(chunk, "chunk")
+    masks = torch.as_tensor(np.stack([draw_mask(n, mask_seed=m) for m in m_seeds]))  # (M, n)
+    rows = torch.arange(n)
+    out = np.empty((len(ss_seeds), len(m_seeds)))
+    for s, seed in enumerate(ss_seeds):
+        points = make_supersample(x, n, supersample_seed=seed).points.double().reshape(n, 2, -1)  # (n, 2, d)
+        for start in range(0, len(m_seeds), chunk):
+            U = masks[start:start + chunk]                      # (m, n)
+            train, ghost = points[rows, U], points[rows, 1 - U]  # (m, n, d)
+            centre = train.mean(1, keepdim=True)                 # the training mean of each mask
+            gap = (ghost - centre).pow(2).mean((1, 2)) - (train - centre).pow(2).mean((1, 2))
+            out[s, start:start + len(U)] = gap.numpy()
+    return out
+
+
+def mean_image_gap_estimate(x, n: int, *, supersample_seeds, mask_seeds) -> dict:
+    """The mean-image learner's gap from many masks, next to its exact value (chapter 3).
+
+    The target is the average over the supersamples of E_U[gap | X̃_s], whose exact value
+    is the mean of :func:`mean_image_expected_gap` over them (``exact``). The estimate
+    (``gap``) averages the M = ``len(mask_seeds)`` masks' gaps of :func:`mean_image_gaps`.
+    Every supersample uses the same mask seeds, so the supersamples' averages are not
+    independent; the masks are. Hence the standard error is computed over masks:
+    ``sd`` is the standard deviation over masks of ḡ_m, the gap of mask m averaged over
+    the supersamples, ``gap_se = sd / sqrt(M)``, and an average over k of these masks has
+    standard error about ``sd / sqrt(k)``. Also returns ``z = (gap − exact) / gap_se``,
+    ``masks`` (M), ``supersamples`` (S) and ``gaps`` (the (S, M) array).
+    """
+    gaps = mean_image_gaps(x, n, supersample_seeds=supersample_seeds, mask_seeds=mask_seeds)
+    if gaps.shape[1] < 2:
+        raise ValueError("mask_seeds must hold at least two seeds for a standard error")
+    x, n = _check_setting(x, n)
+    exact = float(np.mean([mean_image_expected_gap(make_supersample(x, n, supersample_seed=s))
+                           for s in _seeds(supersample_seeds, "supersample_seeds")]))
+    per_mask = gaps.mean(0)  # ḡ_m: independent across masks given the supersamples
+    sd = float(per_mask.std(ddof=1))
+    gap, se = float(per_mask.mean()), float(sd / np.sqrt(per_mask.size))
+    return dict(gap=gap, gap_se=se, exact=exact, sd=sd, z=(gap - exact) / se,
+                masks=gaps.shape[1], supersamples=gaps.shape[0], gaps=gaps)
 
 
 # ------------------------------------------------- training some parts, in batches

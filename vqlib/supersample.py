@@ -10,13 +10,13 @@ Three seeds stay apart everywhere: ``supersample_seed`` draws X̃ from the data,
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ._checks import positive_int
+from ._checks import positive_int, unit_float
 from .data import check_images
 from .information import test_set_bound
 
@@ -99,15 +99,32 @@ def split_by_permutation(ss: Supersample, T) -> tuple[Tensor, Tensor]:
 
 @dataclass
 class SupersampleResult:
-    """What :func:`run_supersample` measured: the gap, the bounds and the tidy rows."""
+    """What :func:`run_supersample` measured: the gap, the bounds and the tidy rows.
+
+    Two kinds of numbers for each bound (chapter 2, "Certified numbers"):
+
+    * ``bounds``: plug-in **estimates** of proved bounds, from all runs (binned statistics
+      fitted and evaluated on the same runs, plug-in information, leave-one-out priors).
+      They may fall below the bound they estimate, and below the gap; ``per_supersample``
+      holds them per X̃.
+    * ``certified``: upper bounds on the average over the run's supersamples of
+      E[gap | X̃_s] that hold, all at once, with probability ≥ ``confidence`` over the
+      masks and training (:func:`vqlib.certify.certify`); ``certified_kinds`` says which
+      are "certified" and which "exact" (data-free); ``certificate`` keeps the terms, the
+      δ allocation and the notes. Empty when ``confidence=None``.
+    """
 
     gap: float  # mean measured test-minus-train loss over all runs
     gap_sem: float  # its standard error (over supersamples, or over runs for one supersample)
-    bounds: dict[str, float]  # every proved upper bound on the expected gap, by name
+    bounds: dict[str, float]  # plug-in estimates of every proved bound on the expected gap, by name
     diagnostics: dict[str, float]  # estimated informations, KL terms, nulls: not bounds
     rows: list[dict]  # one row per (supersample, mask, pair), seeds in every row
-    per_supersample: list[dict]  # the gap and every bound conditional on each X̃
+    per_supersample: list[dict]  # the gap and every bound estimate conditional on each X̃
     config: dict
+    certified: dict[str, float] = field(default_factory=dict)  # name -> certified upper bound
+    certified_kinds: dict[str, str] = field(default_factory=dict)  # name -> "certified" | "exact"
+    confidence: float | None = None  # 1 − δ of every certified value, jointly
+    certificate: object | None = None  # the vqlib.certify.Certificate behind .certified
 
     def to_csv(self, path=None) -> str:
         """The rows as CSV text (written to ``path`` when given)."""
@@ -132,19 +149,22 @@ class SupersampleResult:
     def to_json(self) -> dict:
         return {"gap": self.gap, "gap_sem": self.gap_sem, "bounds": self.bounds,
                 "diagnostics": self.diagnostics, "per_supersample": self.per_supersample,
-                "config": self.config, "rows": self.rows}
+                "config": self.config, "rows": self.rows, "certified": self.certified,
+                "certified_kinds": self.certified_kinds, "confidence": self.confidence,
+                "certificate": None if self.certificate is None else self.certificate.to_json()}
 
 
+#: Every bound :func:`run_supersample` estimates (``.bounds``) and certifies (``.certified``).
 BOUND_NAMES = {
     "e_cmi": "e-CMI: pair of losses, range 1",
-    "e_cmi_cosh": "e-CMI: pair of losses, exact cosh moment",
+    "e_cmi_cosh": "e-CMI: pair of losses, cosh form",
     "ld_cmi": "loss-difference CMI, range 1",
-    "ld_cmi_cosh": "loss-difference CMI, exact cosh moment",
+    "ld_cmi_cosh": "loss-difference CMI, cosh form",
     "lv_uniform": "latent variables, uniform prior",
-    "lv_marginal": "latent variables, leave-one-out mask-marginal prior",
+    "lv_marginal": "latent variables, mask-marginal prior",
     "lv_reference": "latent variables, prior: posterior of a model trained off the supersample",
     "lv_aggregated": "latent variables, prior: that model's posterior aggregated over X̃",
-    "held_out": "held-out test set (kl inverse, δ added)",
+    "held_out": "held-out ghosts",
 }
 
 
@@ -162,6 +182,7 @@ def run_supersample(
     train: str = "all",
     n_bins: int = 2,
     delta: float = 0.05,
+    confidence: float | None = 0.95,
     batch_size: int = 64,
     lr: float = 2e-3,
     device=None,
@@ -186,6 +207,14 @@ def run_supersample(
 
     ``learner="kmeans"`` replaces the VQ-VAE by chapter 2's toy learner, a decoder-free
     quantizer (:func:`kmeans_learner`) with K codes and L = 1: thousands of runs a minute.
+
+    ``.bounds`` are plug-in estimates; ``.certified`` (unless ``confidence=None``) holds
+    :func:`vqlib.certify.certify`'s values at ``confidence``: every one is an upper bound
+    on the average over the supersamples of E[gap | X̃_s] with probability ≥ confidence,
+    all at once. The first quarter of each supersample's masks fit the bins, priors and
+    stakes, the rest estimate; hundreds of masks per supersample make them tight (the
+    ensemble trainer makes masks cheap). A value that is vacuous only for lack of masks
+    gives one :class:`vqlib.certify.CertificateWarning` saying how many would do.
     """
     from .model import VQVAE
     from .ensemble import fit_ensemble
@@ -206,8 +235,11 @@ def run_supersample(
         raise ValueError(f"learner='kmeans' quantizes whole inputs: it needs L=1 and train='all', got L={L!r}, train={train!r}")
     if not 0 < delta < 1:
         raise ValueError(f"delta must lie in (0, 1), got {delta!r}")
+    if confidence is not None:
+        unit_float(confidence, "confidence", open_left=True, open_right=True)
     config = dict(n=n, K=K, L=L, n_masks=n_masks, n_supersamples=n_supersamples, epochs=epochs,
-                  seed=seed, learner=learner, train=train, n_bins=n_bins, delta=delta, batch_size=batch_size, lr=lr,
+                  seed=seed, learner=learner, train=train, n_bins=n_bins, delta=delta, confidence=confidence,
+                  batch_size=batch_size, lr=lr,
                   **model_kwargs)
     K, L = positive_int(K, "K"), positive_int(L, "L")
     build = lambda: VQVAE(x.shape[1:], K, L, seed=seed, **model_kwargs)  # noqa: E731
@@ -219,16 +251,11 @@ def run_supersample(
     losses = np.zeros((S, M, n, 2))
     posts = np.zeros((S, M, n, 2, L, K), dtype=np.float32)
     references: list = [None] * S
-    if learner == "kmeans":
-        runs = [(s, m) for s in range(S) for m in range(M)]
-        if progress:
-            from tqdm.auto import tqdm
-
-            runs = tqdm(runs, desc="supersample × mask")
-        for s, m in runs:
-            point_losses, post = kmeans_learner(halves[s * M + m], sss[s].flat(), K, seed=seed)
-            losses[s, m] = point_losses.numpy().reshape(n, 2)
-            posts[s, m] = post.reshape(n, 2, L, K)
+    if learner == "kmeans":  # every (supersample, mask) at once, each as kmeans_learner would train it
+        point_losses, post = kmeans_learners(torch.stack(halves), torch.stack([sss[s].flat() for s in range(S)
+                                                                               for _ in range(M)]), K, seed=seed)
+        losses[:] = point_losses.numpy().reshape(S, M, n, 2)
+        posts[:] = post.reshape(S, M, n, 2, L, K)
     else:
         frozen = []
         if train == "encoder":  # one model per supersample on the data outside it, all at once
@@ -274,7 +301,27 @@ def run_supersample(
                 rows.append(dict(supersample_seed=ss_seed, mask_seed=mask_seeds[s][m], train_seed=seed, i=i,
                                  U=int(U[i]), loss0=float(losses[s, m][i, 0]), loss1=float(losses[s, m][i, 1])))
         per_pair.append(_pair_bounds(losses[s], masks[s], posts[s], n_bins, references[s]))
-    return _summarise(per_pair, run_gaps, held_out, rows, config, train)
+    result = _summarise(per_pair, run_gaps, held_out, rows, config, train)
+    if confidence is not None:
+        _attach_certificate(result, losses, masks, posts, references, confidence, n_bins, train)
+    return result
+
+
+def _attach_certificate(result, losses, masks, posts, references, confidence, n_bins, train) -> None:
+    """Certify every bound of ``result`` from the same runs (chapter 2, "Certified numbers")."""
+    import math
+    import warnings
+
+    from .certify import CertificateWarning, certify
+
+    reference = None if references[0] is None else np.stack(references)
+    cert = certify(losses, masks, confidence=confidence, n_bins=n_bins, posteriors=posts, reference=reference,
+                   decoder_information=0.0 if train == "encoder" else math.log(2), warn=False)
+    result.certified, result.certified_kinds = dict(cert.values), dict(cert.kinds)
+    result.confidence, result.certificate = confidence, cert
+    advice = [note for note in cert.notes if "masks per supersample" in note and "vacuous (reported" in note]
+    if advice:
+        warnings.warn("run_supersample: " + " ".join(advice), CertificateWarning, stacklevel=3)
 
 
 def kmeans_learner(x_train: Tensor, points: Tensor, K: int, *, seed: int = 0) -> tuple[Tensor, np.ndarray]:
@@ -283,18 +330,67 @@ def kmeans_learner(x_train: Tensor, points: Tensor, K: int, *, seed: int = 0) ->
     Each point is reconstructed by its nearest centre, so its loss ‖x − c‖²/d lies in
     [0, 1] (centres are means of inputs in [0, 1]); its latent variable is the centre's
     index. Returns the losses of ``points`` (N,) and their one-hot posteriors (N, 1, K).
+    One run of :func:`kmeans_learners`, which trains many at once with the same result.
     """
-    from .quantize import kmeans, squared_distances
+    losses, post = kmeans_learners(x_train[None], points[None], K, seed=seed)
+    return losses[0], post[0]
 
+
+def kmeans_learners(x_trains: Tensor, points: Tensor, K: int, *, seed: int = 0, iters: int = 25,
+                    chunk: int = 256) -> tuple[Tensor, np.ndarray]:
+    """R toy learners at once: k-means++ seeding, then ``iters`` Lloyd steps (chapter 2).
+
+    ``x_trains`` (R, m, ...) holds each run's training inputs and ``points`` (R, N, ...) the
+    points it is evaluated on. Every run draws the same uniform numbers from ``seed`` (the
+    seeding picks a row by inverting the cumulative k-means++ weights), so a run's result
+    depends only on its training inputs, as if trained alone. Returns the losses (R, N)
+    and one-hot posteriors (R, N, 1, K).
+    """
     K = positive_int(K, "K")
-    flat_train = x_train.reshape(len(x_train), -1).double()
-    flat = points.reshape(len(points), -1).double()
-    centres = kmeans(flat_train, K, generator=torch.Generator().manual_seed(seed))
-    d = squared_distances(flat, centres)
-    losses = (d.min(1).values / flat.shape[1]).clamp(0, 1).float()
-    post = np.zeros((len(points), 1, K), dtype=np.float32)
-    post[np.arange(len(points)), 0, d.argmin(1).numpy()] = 1
-    return losses, post
+    R, m = x_trains.shape[:2]
+    if m == 0:
+        raise ValueError("x_trains must hold at least one training input per run")
+    u = torch.rand(K, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    out_losses, out_posts = [], []
+    for start in range(0, R, chunk):
+        z = x_trains[start : start + chunk].reshape(-1, m, int(np.prod(x_trains.shape[2:]))).double()
+        flat = points[start : start + chunk].reshape(len(z), points.shape[1], -1).double()
+        c = _kmeans_plus_plus(z, K, u)
+        for _ in range(iters):
+            assign = _batched_sq_dist(z, c).argmin(-1)  # (r, m)
+            sums = torch.zeros_like(c).scatter_add_(1, assign[..., None].expand_as(z), z)
+            counts = torch.zeros(c.shape[:2], dtype=z.dtype).scatter_add_(1, assign, torch.ones_like(assign, dtype=z.dtype))
+            c = torch.where(counts[..., None] > 0, sums / counts.clamp_min(1)[..., None], c)
+        d = _batched_sq_dist(flat, c)  # (r, N, K)
+        out_losses.append((d.min(-1).values / flat.shape[-1]).clamp(0, 1).float())
+        post = np.zeros((*d.shape[:2], 1, K), dtype=np.float32)
+        np.put_along_axis(post[:, :, 0], d.argmin(-1).numpy()[..., None], 1.0, axis=-1)
+        out_posts.append(post)
+    return torch.cat(out_losses), np.concatenate(out_posts)
+
+
+def _batched_sq_dist(z: Tensor, c: Tensor) -> Tensor:
+    """‖z_i − c_k‖² for every run: z (r, m, d), c (r, K, d) → (r, m, K), clamped at 0."""
+    d = (z * z).sum(-1, keepdim=True) - 2 * z @ c.transpose(1, 2) + (c * c).sum(-1)[:, None, :]
+    return d.clamp_min(0.0)
+
+
+def _kmeans_plus_plus(z: Tensor, K: int, u: Tensor) -> Tensor:
+    """k-means++ seeding of every run with the shared uniforms ``u`` (K,): (r, K, d) centres."""
+    r, m, _ = z.shape
+    rows = torch.arange(r)
+    first = torch.full((r,), min(int(u[0] * m), m - 1))
+    centres = [z[rows, first]]
+    closest = ((z - z[rows, first][:, None]) ** 2).sum(-1)  # (r, m)
+    for k in range(1, K):
+        total = closest.sum(-1)
+        cum = closest.cumsum(-1)
+        weighted = torch.searchsorted(cum, (u[k] * total)[:, None], right=True)[:, 0].clamp_max(m - 1)
+        uniform = torch.full((r,), min(int(u[k] * m), m - 1))
+        pick = torch.where(total > 0, weighted, uniform)  # every row on a centre: any row will do
+        centres.append(z[rows, pick])
+        closest = torch.minimum(closest, ((z - z[rows, pick][:, None]) ** 2).sum(-1))
+    return torch.stack(centres, 1)
 
 
 def _pair_bounds(losses, masks, posts, n_bins, reference=None) -> list[dict]:

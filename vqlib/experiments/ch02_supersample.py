@@ -7,23 +7,34 @@ every bound (``bounds``), the information estimates (``diagnostics``) and the ga
 bounds conditional on each supersample (``per_supersample``), with the seeds.
 
 * ``ch02-kmeans``: the toy learner (k-means, L = 1) for every (n, K).
-* ``ch02-masks``: one supersample with many masks; the row also holds every run's pair
-  losses ``loss`` (masks × n × 2) and masks ``U`` (masks × n), from which the chapter
-  estimates the per-pair information with m = ``mask_counts`` masks.
+* ``ch02-coverage``: one supersample with many masks, per learner (the toy and a small
+  VQ-VAE): half the runs are the ground truth, small experiments with m = ``mask_counts``
+  masks are drawn from the other half and certified (:func:`vqlib.coverage.coverage_study`);
+  the row holds every experiment, the summary per m, and the experiment half's pair losses
+  ``loss`` (runs × n × 2) and masks ``U`` (runs × n), from which the chapter also
+  estimates the per-pair information with few and many masks.
 * ``ch02-vqvae``: the same bounds for small VQ-VAEs.
 
+Every row also holds the certified values (``certified``, jointly at ``confidence``), their
+kinds, the certificate's terms and δ allocation, and its notes (why a value is vacuous).
+
 The data is ``data`` with ``split`` (the chapter uses all 1797 digits, so n ≤ 898).
-``quick`` is exactly what the chapter ran before its sweeps were cached; ``full`` is the
-paper's scale for a GPU (more supersamples and masks, larger n). MNIST-size data needs
+``quick`` runs on two CPU cores in about a minute: hundreds of masks per supersample,
+because certified numbers need them (the ensemble trainer makes masks cheap); ``full`` is
+the paper's scale for a GPU (more supersamples and masks, larger n). MNIST-size data needs
 its files on disk (no download offline); set ``data=mnist`` where they are present.
 """
 from __future__ import annotations
 
+import warnings
+
+from ..certify import CertificateWarning
+from ..coverage import coverage_study, summarise_coverage
 from ..data import load_dataset
 from ..supersample import run_supersample
 from . import Sweep, register
 
-__all__ = ["KMEANS", "MASKS", "VQVAE_RUNS"]
+__all__ = ["KMEANS", "COVERAGE", "VQVAE_RUNS"]
 
 
 def _seeds(seed: int, n_supersamples: int, n_masks: int) -> dict:
@@ -33,63 +44,86 @@ def _seeds(seed: int, n_supersamples: int, n_masks: int) -> dict:
 
 def _row(result, data, split) -> dict:
     c = result.config
+    cert = result.certificate
     return dict(n=c["n"], K=c["K"], L=c["L"], learner=c["learner"], n_masks=c["n_masks"],
                 n_supersamples=c["n_supersamples"], data=data, split=split,
                 **_seeds(c["seed"], c["n_supersamples"], c["n_masks"]),
                 gap=result.gap, gap_sem=result.gap_sem, bounds=result.bounds, diagnostics=result.diagnostics,
-                per_supersample=result.per_supersample)
+                per_supersample=result.per_supersample, certified=result.certified,
+                certified_kinds=result.certified_kinds, confidence=result.confidence,
+                certificate=None if cert is None else cert.to_json())
 
 
-def _kmeans(x, *, n, K, data, split, n_masks, n_supersamples, seed):
+def _run(images, **kwargs):
+    """run_supersample, with its certificate warnings kept in the row's notes instead."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CertificateWarning)
+        return run_supersample(images, **kwargs)
+
+
+def _kmeans(x, *, n, K, data, split, n_masks, n_supersamples, confidence, seed):
     images = load_dataset(data, split=split)
-    result = run_supersample(images, n=n, K=K, L=1, n_masks=n_masks, n_supersamples=n_supersamples,
-                             learner="kmeans", seed=seed)
+    result = _run(images, n=n, K=K, L=1, n_masks=n_masks, n_supersamples=n_supersamples, learner="kmeans",
+                  confidence=confidence, seed=seed)
     return [_row(result, data, split)]
 
 
-def _masks(x, *, n, K, data, split, mask_counts, seed):
+def _coverage(x, *, learner, data, split, n_runs, mask_counts, n_experiments, confidence, seed):
     images = load_dataset(data, split=split)
-    result = run_supersample(images, n=n, K=K, L=1, n_masks=max(mask_counts), n_supersamples=1,
-                             learner="kmeans", seed=seed)
+    if learner == "kmeans":  # chapter 2's toy learner: n = 20, K = 16
+        kwargs = dict(n=20, K=16, L=1)
+    else:  # chapter 2's small VQ-VAE: n = 16, K = 8, L = 4
+        kwargs = dict(n=16, K=8, L=4, epochs=30, hidden=32)
+    result = _run(images, n_masks=n_runs, n_supersamples=1, seed=seed, confidence=None, learner=learner,
+                  **kwargs)
     pairs = result.pairs(seed)
-    return [dict(_row(result, data, split), mask_counts=list(mask_counts),
-                 loss=pairs["loss"].tolist(), U=pairs["U"].tolist())]
+    rows = coverage_study(pairs["loss"], pairs["U"], mask_counts=mask_counts, n_experiments=n_experiments,
+                          confidence=confidence, seed=seed)
+    half = n_runs // 2
+    return [dict(learner=learner, data=data, split=split, **kwargs, n_runs=n_runs,
+                 **_seeds(seed, 1, n_runs), mask_counts=list(mask_counts), n_experiments=n_experiments,
+                 confidence=confidence, experiments=rows, summary=summarise_coverage(rows),
+                 loss=pairs["loss"][:half].tolist(), U=pairs["U"][:half].tolist())]
 
 
-def _vqvae(x, *, n, K, L, data, split, n_masks, n_supersamples, epochs, hidden, seed):
+def _vqvae(x, *, n, K, L, data, split, n_masks, n_supersamples, epochs, hidden, confidence, seed):
     images = load_dataset(data, split=split)
-    result = run_supersample(images, n=n, K=K, L=L, n_masks=n_masks, n_supersamples=n_supersamples,
-                             epochs=epochs, seed=seed, hidden=hidden)
+    result = _run(images, n=n, K=K, L=L, n_masks=n_masks, n_supersamples=n_supersamples, epochs=epochs,
+                  seed=seed, hidden=hidden, confidence=confidence)
     return [dict(_row(result, data, split), epochs=epochs, hidden=hidden, rows=result.rows)]
 
 
 KMEANS = register(Sweep(
     name="ch02-kmeans",
     chapter="02_supersample",
-    doc="measured gap vs every supersample bound for the k-means toy learner, per (n, K); seeds",
-    quick=dict(n=[10, 20, 40, 80], K=[4, 16], data="digits", split="all", n_masks=32, n_supersamples=10, seed=0),
-    full=dict(n=[10, 20, 40, 80, 160, 320, 640], K=[4, 16], data="digits", split="all", n_masks=64,
-              n_supersamples=20, seed=0),
+    doc="measured gap vs every supersample bound (estimated and certified) for the k-means toy, per (n, K); seeds",
+    quick=dict(n=[10, 20, 40, 80], K=[4, 16], data="digits", split="all", n_masks=128, n_supersamples=4,
+               confidence=0.95, seed=0),
+    full=dict(n=[10, 20, 40, 80, 160, 320, 640], K=[4, 16], data="digits", split="all", n_masks=512,
+              n_supersamples=10, confidence=0.95, seed=0),
     compute=_kmeans,
     grid=("n", "K"),
 ))
 
-MASKS = register(Sweep(
-    name="ch02-masks",
+COVERAGE = register(Sweep(
+    name="ch02-coverage",
     chapter="02_supersample",
-    doc="one supersample, many masks: every run's pair losses and masks, for the per-pair MI estimates",
-    quick=dict(n=20, K=16, data="digits", split="all", mask_counts=[4, 8, 16, 32, 64, 128], seed=0),
-    full=dict(n=20, K=16, data="digits", split="all", mask_counts=[4, 8, 16, 32, 64, 128, 256], seed=0),
-    compute=_masks,
+    doc="one supersample, many masks: certified value, plug-in estimate and ground truth against the number of masks",
+    quick=dict(learner=["kmeans", "vqvae"], data="digits", split="all", n_runs=1024,
+               mask_counts=[6, 16, 32, 64, 128, 256], n_experiments=30, confidence=0.95, seed=0),
+    full=dict(learner=["kmeans", "vqvae"], data="digits", split="all", n_runs=4096,
+              mask_counts=[6, 16, 32, 64, 128, 256, 512, 1024], n_experiments=200, confidence=0.95, seed=0),
+    compute=_coverage,
+    grid=("learner",),
 ))
 
 VQVAE_RUNS = register(Sweep(
     name="ch02-vqvae",
     chapter="02_supersample",
-    doc="measured gap vs every supersample bound for small VQ-VAEs (n = 16, K = 8, L = 4); seeds",
-    quick=dict(n=16, K=8, L=4, data="digits", split="all", n_masks=6, n_supersamples=4, epochs=30, hidden=32,
-               seed=0),
-    full=dict(n=16, K=8, L=4, data="digits", split="all", n_masks=30, n_supersamples=10, epochs=100, hidden=32,
-              seed=0),
+    doc="measured gap vs every supersample bound (estimated and certified) for small VQ-VAEs (n = 16, K = 8, L = 4)",
+    quick=dict(n=16, K=8, L=4, data="digits", split="all", n_masks=128, n_supersamples=4, epochs=30, hidden=32,
+               confidence=0.95, seed=0),
+    full=dict(n=16, K=8, L=4, data="digits", split="all", n_masks=512, n_supersamples=10, epochs=100, hidden=32,
+              confidence=0.95, seed=0),
     compute=_vqvae,
 ))

@@ -14,7 +14,8 @@ the chapter summarises with :func:`vqlib.prior_bounds.lv_summary`.
 * ``ch04-main``: the chapter's main configuration (K = 64, L = 4, n = 16).
 * ``ch04-settings``: one of K, L or n changed at a time (``setting`` = [K, L, n]).
 
-``quick`` is exactly what the chapter ran before its sweeps were cached; ``full`` is the
+``quick`` runs on two CPU cores: ``ch04-main`` has 128 masks per supersample, because its
+numbers are also certified (:func:`vqlib.certify.certify` needs hundreds of runs); ``full`` is the
 paper's scale for a GPU (more supersamples and masks; K up to 256, L up to 16, n up to
 256). MNIST-size data needs its files on disk (no download offline); set ``data=mnist``
 where they are present.
@@ -100,8 +101,8 @@ MAIN = register(Sweep(
     name="ch04-main",
     chapter="04_prior",
     doc="encoder-only runs under a frozen reference (K = 64, L = 4, n = 16): losses, masks and LVs; seeds",
-    quick=dict(_COMMON, K=64, L=4, n=16, supersample_seeds=[0, 1, 2, 3], n_masks=12, reference_epochs=30),
-    full=dict(_COMMON, K=64, L=4, n=16, supersample_seeds=list(range(8)), n_masks=32, reference_epochs=60),
+    quick=dict(_COMMON, K=64, L=4, n=16, supersample_seeds=[0, 1, 2, 3], n_masks=128, reference_epochs=30),
+    full=dict(_COMMON, K=64, L=4, n=16, supersample_seeds=list(range(8)), n_masks=512, reference_epochs=60),
     compute=_main,
 ))
 
