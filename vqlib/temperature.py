@@ -14,8 +14,9 @@ s = 4. Chapter 6 proves, for any inputs, encoders and codebooks (same β):
 * with codebook and decoder frozen and only the encoder trained (chapter 4's setting), the
   information a pair's sampled LVs carry about its mask bit is at most
   min(2·KL-to-uniform bound, log 2) (:func:`stability_information`), which bounds the gap
-  without looking at data (:func:`stability_gap_bound`), or with the exact cosh moment of
-  the observed loss differences (:func:`stability_cosh_bound`).
+  without looking at data (:func:`stability_gap_bound`), or in its cosh form with the
+  moment of the observed loss differences (:func:`stability_cosh_bound`, an estimate;
+  :func:`temperature_summary` also certifies it).
 
 The experiment: :func:`train_reference` trains and freezes a reference VQ-VAE on data
 disjoint from the supersamples, :func:`with_temperature` gives it the softmax quantizer at
@@ -66,11 +67,11 @@ SPHERE_RANGE = 4.0
 #: The bounds :func:`temperature_summary` reports, with their names in the book.
 BOUNDS = {
     "stability": "stability, range 1 (data-free)",
-    "stability_cosh": "stability, exact cosh moment",
+    "stability_cosh": "stability, cosh form",
     "lv_uniform": "LV, uniform prior (measured KL)",
     "lv_reference": "LV, reference posterior (measured KL)",
-    "ld_cmi_cosh": "loss-difference CMI, exact cosh moment",
-    "e_cmi_cosh": "e-CMI, pair of losses, exact cosh moment",
+    "ld_cmi_cosh": "loss-difference CMI, cosh form",
+    "e_cmi_cosh": "e-CMI, pair of losses, cosh form",
 }
 
 
@@ -152,12 +153,13 @@ def stability_gap_bound(beta, L: int, s: float = SPHERE_RANGE, K: int | None = N
 
 
 def stability_cosh_bound(beta, L: int, differences, s: float = SPHERE_RANGE, K: int | None = None) -> float:
-    """The stability bound with the exact cosh moment, for one pair (chapter 6).
+    """The stability bound in its cosh form, for one pair (chapter 6): an estimate.
 
     inf_λ (I + log mean cosh(λ Δ))/λ with I from :func:`stability_information` and
     ``differences`` the pair's observed loss differences ℓ_{i,1} − ℓ_{i,0} (each computed
-    with one sampled LV per point) over runs: a sample from their law, which the cosh
-    moment needs (the same estimate chapter 2's cosh bounds make).
+    with one sampled LV per point) over runs: a sample from their law, whose empirical
+    cosh moment stands in for the true one (the plug-in of chapter 2's cosh bounds; the
+    certified version is in :func:`temperature_summary`).
     """
     from .bounds import dv_cosh_bound
 
@@ -417,7 +419,7 @@ def _sem(values) -> float:
     return float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else float("nan")
 
 
-def temperature_summary(runs: TemperatureRuns, *, n_bins: int = 2) -> list[dict]:
+def temperature_summary(runs: TemperatureRuns, *, n_bins: int = 2, confidence: float | None = 0.95) -> list[dict]:
     """One row per supersample: gap, losses, every bound of chapter 6 and the KL terms.
 
     * ``gap``: the control-variate estimate (chapter 4) with the reference's losses,
@@ -433,6 +435,13 @@ def temperature_summary(runs: TemperatureRuns, *, n_bins: int = 2) -> list[dict]
       sample-averaged losses (:func:`vqlib.bounds.pair_terms`).
     * ``kl_uniform``, ``kl_reference``: the measured KLs per pair, next to their stability
       bounds ``kl_uniform_bound`` and ``kl_reference_bound``; ``information_bound`` = I.
+    * ``certified`` (the same in every row: it bounds the average over the supersamples),
+      ``certified_kinds``, ``confidence``: every value jointly at ``confidence``
+      (:func:`vqlib.certify.certify`, δ split in half between two certificates):
+      ``stability_cosh`` on the single-sample losses with I_β as the information (and the
+      certified one where smaller); ``ld_cmi_cosh``, ``e_cmi_cosh``, ``held_out`` (betting
+      on the control-variate gaps), ``lv_uniform`` and ``lv_reference`` on the averaged
+      losses and the posteriors; ``stability`` is exact (data-free).
     """
     from .bounds import pair_terms
 
@@ -480,4 +489,35 @@ def temperature_summary(runs: TemperatureRuns, *, n_bins: int = 2) -> list[dict]
                           ("ld_cmi_cosh", "ld_cosh")):
             rec[name] = float(np.mean([t[key] for t in terms]))
         out.append(rec)
+    if confidence is not None:
+        certified, kinds, notes = _certify_temperature(runs, n_bins, confidence, info)
+        for rec in out:
+            rec.update(certified=certified, certified_kinds=kinds, confidence=confidence, certificate_notes=notes)
     return out
+
+
+def _certify_temperature(runs: TemperatureRuns, n_bins: int, confidence: float, info: float):
+    """Chapter 6's certified numbers: two certificates at δ/2 each, so all hold at once at 1 − δ."""
+    import warnings
+
+    from .certify import CertificateWarning, certify
+
+    half = 1 - (1 - confidence) / 2
+    control = runs.reference_losses[..., 1] - runs.reference_losses[..., 0]
+    posts = np.exp(runs.log_q.astype(float))
+    posts /= posts.sum(-1, keepdims=True)
+    reference = np.exp(runs.reference_log_q.astype(float))
+    reference /= reference.sum(-1, keepdims=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CertificateWarning)
+        single = certify(np.clip(runs.single, 0, 1), runs.masks, confidence=half, n_bins=n_bins, information=info,
+                         warn=False)
+        averaged = certify(np.clip(runs.losses, 0, 1), runs.masks, confidence=half, n_bins=n_bins, posteriors=posts,
+                           reference=reference, decoder_information=0.0, control=control, warn=False)
+    certified = {"stability": stability_gap_bound(runs.beta, runs.L, K=runs.K),
+                 "stability_cosh": single.values["ld_cmi_cosh"]}
+    kinds = {"stability": "exact", "stability_cosh": single.kinds["ld_cmi_cosh"]}
+    for name in ("ld_cmi_cosh", "e_cmi_cosh", "held_out", "lv_uniform", "lv_reference"):
+        certified[name], kinds[name] = averaged.values[name], averaged.kinds[name]
+    certified = {k: float(min(v, 1.0)) for k, v in certified.items()}
+    return certified, kinds, single.notes + averaged.notes

@@ -7,8 +7,10 @@ codebook and decoder then frozen, ``train_seed``) serves every β; one job takes
 gives the reference the softmax quantizer at that β (:func:`vqlib.temperature.with_temperature`),
 trains its encoder on the training half of every (supersample, mask) and returns one row
 per supersample (:func:`vqlib.temperature.temperature_summary`): gap, train and test
-loss, the stability bounds, the measured KL terms and chapter 2's estimates, with the
-seeds, and a few digits reconstructed with sampled LVs at that β (``examples``).
+loss, the stability bounds, the measured KL terms and chapter 2's estimates, the certified
+values of the β (64 masks per supersample in the quick profile, since certificates need
+hundreds of runs), with the seeds, and a few digits reconstructed with sampled LVs at that
+β (``examples``).
 """
 from __future__ import annotations
 
@@ -69,10 +71,10 @@ TEMPERATURE = register(Sweep(
     chapter="06_temperature",
     doc="softmax quantizer: gap, train/test loss, stability and LV/CMI bounds against beta",
     quick=dict(beta=[0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0], K=64, L=4, n=16, hidden=64,
-               reference_epochs=30, reference_lr=5e-3, n_supersamples=6, n_masks=12, steps=100, lr=1e-2,
+               reference_epochs=30, reference_lr=5e-3, n_supersamples=4, n_masks=64, steps=100, lr=1e-2,
                n_samples=16, train_seed=0, sample_seed=0),
     full=dict(beta=[0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0], K=64, L=4, n=16,
-              hidden=64, reference_epochs=60, reference_lr=5e-3, n_supersamples=10, n_masks=32, steps=100,
+              hidden=64, reference_epochs=60, reference_lr=5e-3, n_supersamples=8, n_masks=256, steps=100,
               lr=1e-2, n_samples=64, train_seed=0, sample_seed=0),
     compute=_compute,
     grid=("beta",),
