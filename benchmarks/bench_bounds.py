@@ -10,6 +10,8 @@ What is timed (one call each, best of several repeats, wall clock of this proces
 * ``dv_cosh_bound(I, values)``: the cosh bound alone on m values;
 * ``kl_inverse_upper(q, c)``: m kl inverses at once (vectorised bisection);
 * ``test_set_bound(losses)``: the held-out bound on m test losses;
+* ``certify``: chapter 2's certified bounds (the core of :func:`vqlib.certify.certify`,
+  without the "how many masks" advice) from m runs: 4 supersamples of m/4 masks, n = 16;
 * ``vqlib.w2(x, y)``: exact 2-Wasserstein distance between two samples of m digits each
   (64 dimensions), POT's network simplex.
 
@@ -31,6 +33,7 @@ import torch
 
 import vqlib
 from vqlib.bounds import dv_cosh_bound, latent_kl_terms, pair_terms
+from vqlib.certify import _certify
 from vqlib.information import kl_inverse_upper, plugin_mi, test_set_bound
 
 
@@ -79,6 +82,9 @@ def main() -> None:
         labels = rng.integers(0, 4, m)
         post = rng.dirichlet(np.ones(K), size=(m, 2, L))
         q, c = rng.uniform(0, 0.5, m), rng.uniform(0, 0.1, m)
+        runs, runs_U = rng.uniform(0, 0.2, (4, m // 4, 16, 2)), rng.integers(0, 2, (4, m // 4, 16))
+        options = dict(confidence=0.95, n_bins=2, fit_fraction=0.25, posteriors=None, reference=None,
+                       decoder_information=math.log(2), eps=0.01, information=None)
         return {
             "plugin_mi": lambda: plugin_mi(labels, U),
             "pair_terms": lambda: pair_terms(loss0, loss1, U),
@@ -86,6 +92,7 @@ def main() -> None:
             "dv_cosh_bound": lambda: dv_cosh_bound(0.05, loss1 - loss0),
             "kl_inverse_upper": lambda: kl_inverse_upper(q, c),
             "test_set_bound": lambda: test_set_bound(loss1),
+            "certify": lambda: _certify(runs, runs_U, **options),
         }
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, OMP_NUM_THREADS="

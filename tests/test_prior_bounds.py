@@ -279,5 +279,20 @@ def test_summary_bounds_hold_and_have_their_closed_forms(digits, reference):
         lv_summary(runs, eps=1.5)
 
 
+def test_summary_is_certified_with_every_valid_prior(digits, reference):
+    runs = encoder_only_runs(digits[200:], reference, 8, supersample_seeds=[0, 1], n_masks=64, steps=20, lr=1e-2)
+    r = lv_summary(runs)
+    assert r.confidence == 0.95
+    assert set(r.certified) == {"ld_cmi_cosh", "ld_cmi", "e_cmi_cosh", "e_cmi", "held_out", "lv_uniform",
+                                "lv_marginal", "lv_reference", "lv_aggregated", "lv_swap"}
+    assert all(kind == "certified" for kind in r.certified_kinds.values())  # frozen decoder: LV bounds cost δ
+    assert sum(r.certificate["allocation"].values()) == pytest.approx(0.05)
+    for name, value in r.certified.items():  # certified values bound the average gap
+        assert r.gap - 2 * r.gap_sem <= value <= 1.0, name
+    assert r.certified["held_out"] < 1.0  # betting on the control-variate gaps certifies something
+    assert lv_summary(runs, confidence=None).certified == {}
+    json.dumps(r.to_json())
+
+
 def test_encoder_runs_is_exported():
     assert EncoderRuns.__doc__ and "chapter 4" in EncoderRuns.__doc__

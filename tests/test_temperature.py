@@ -227,6 +227,11 @@ def test_encoder_runs_and_summary(reference, digits):
         assert r["stability"] == pytest.approx(tp.stability_gap_bound(1.0, 2, K=8))
         for name in tp.BOUNDS:
             assert math.isfinite(r[name]) and r[name] >= 0
+        assert set(r["certified"]) == {"stability", "stability_cosh", "ld_cmi_cosh", "e_cmi_cosh", "held_out",
+                                       "lv_uniform", "lv_reference"}
+        assert r["certified_kinds"]["stability"] == "exact" and r["confidence"] == 0.95
+        assert r["certified"] == rows[0]["certified"]  # one certificate for the β: the average over supersamples
+        assert all(0 <= v <= 1 for v in r["certified"].values())
     # without training every run is the reference: the control-variate gap is exactly 0
     still = tp.temperature_summary(tp.softmax_encoder_runs(pool, hot, 8, **dict(kwargs, steps=0)))
     assert all(r["gap"] == 0 and r["kl_reference"] == 0 for r in still)

@@ -20,6 +20,7 @@ const ROOT = path.resolve(cfg.root);
 const WAIT_MS = 30000; // for MathJax, widget rendering, images
 const MOVE_MS = 5000; // for one slider move to show its image
 const PAGE_MS = 300000; // for all the checks of one page
+const TAB_MS = 60000; // for opening or closing a tab or the browser
 const FULL_WALK_MAX = 120; // panels with at most this many settings are walked through all of them
 const ARGS = [
   '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
@@ -506,27 +507,49 @@ function checkLinks(results) {
 (async () => {
   const server = await serve(ROOT);
   const base = `http://127.0.0.1:${server.address().port}/`;
-  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'browser-check-profile-'));
+  const profiles = [];
   const output = { notes: [], pages: {} };
   let context;
-  try {
-    context = await chromium.launchPersistentContext(profile, {
+
+  // A fresh browser with only the local server reachable: every other address (CDNs,
+  // badges, fonts) is blocked.
+  async function launch() {
+    const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'browser-check-profile-'));
+    profiles.push(profile);
+    const ctx = await chromium.launchPersistentContext(profile, {
       executablePath: cfg.chromium, headless: true, args: ARGS,
       viewport: { width: 1280, height: 900 }, deviceScaleFactor: 1, offline: false,
     });
-    // Only the local server: every other address (CDNs, badges, fonts) is blocked.
-    await context.route(u => !u.href.startsWith(base), route => route.abort('blockedbyclient'));
+    await ctx.route(u => !u.href.startsWith(base), route => route.abort('blockedbyclient'));
+    return ctx;
+  }
+
+  // A new tab; on a busy machine Chromium has been seen to hang on this and then refuse
+  // ("Failed to open a new tab"), so give it a deadline and, once, a fresh browser.
+  async function newTab() {
+    try {
+      return await withTimeout(context.newPage(), TAB_MS, 'opening a tab');
+    } catch (e) {
+      output.notes.push(`restarted the browser after: ${e.message.split('\n')[0]}`);
+      await withTimeout(context.close(), TAB_MS, 'closing the browser').catch(() => {});
+      context = await launch();
+      return await withTimeout(context.newPage(), TAB_MS, 'opening a tab in a fresh browser');
+    }
+  }
+
+  try {
+    context = await launch();
     for (const entry of cfg.pages) {
       const res = { failures: [], notes: [], panels: [], blocked: new Set(), timing: {} };
       output.pages[entry.path] = res;
       const t0 = Date.now();
-      const page = await context.newPage();
+      const page = await newTab();
       try {
         await withTimeout(checkPage(page, base, entry, res), PAGE_MS, 'checks of this page');
       } catch (e) {
         res.failures.push(`check aborted: ${e.message.split('\n')[0]}`);
       } finally {
-        await page.close().catch(() => {});
+        await withTimeout(page.close(), TAB_MS, 'closing the tab').catch(() => {});
       }
       res.blocked = [...res.blocked];
       if (res.blocked.length) res.notes.push(`blocked (not loaded offline): ${res.blocked.join(', ')}`);
@@ -544,9 +567,9 @@ function checkLinks(results) {
       if (!res.failures.length) res.failures.push(`browser run aborted: ${e.message.split('\n')[0]}`);
     }
   } finally {
-    if (context) await context.close().catch(() => {});
+    if (context) await withTimeout(context.close(), TAB_MS, 'closing the browser').catch(() => {});
     server.close();
-    fs.rmSync(profile, { recursive: true, force: true });
+    for (const profile of profiles) fs.rmSync(profile, { recursive: true, force: true });
   }
   fs.writeFileSync(cfg.out, JSON.stringify(output, null, 1));
   const failed = Object.values(output.pages).some(r => r.failures.length);

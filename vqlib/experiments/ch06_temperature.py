@@ -8,7 +8,7 @@ gives the reference the softmax quantizer at that β (:func:`vqlib.temperature.w
 trains its encoder on the training half of every (supersample, mask) and returns one row
 per supersample (:func:`vqlib.temperature.temperature_summary`): gap, train and test
 loss, the stability bounds, the measured KL terms and chapter 2's estimates, the certified
-values of the β (64 masks per supersample in the quick profile, since certificates need
+values of the β (48 masks per supersample in the quick profile, since certificates need
 hundreds of runs), with the seeds, and a few digits reconstructed with sampled LVs at that
 β (``examples``).
 """
@@ -71,7 +71,7 @@ TEMPERATURE = register(Sweep(
     chapter="06_temperature",
     doc="softmax quantizer: gap, train/test loss, stability and LV/CMI bounds against beta",
     quick=dict(beta=[0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0], K=64, L=4, n=16, hidden=64,
-               reference_epochs=30, reference_lr=5e-3, n_supersamples=4, n_masks=64, steps=100, lr=1e-2,
+               reference_epochs=30, reference_lr=5e-3, n_supersamples=4, n_masks=48, steps=100, lr=1e-2,
                n_samples=16, train_seed=0, sample_seed=0),
     full=dict(beta=[0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0], K=64, L=4, n=16,
               hidden=64, reference_epochs=60, reference_lr=5e-3, n_supersamples=8, n_masks=256, steps=100,
