@@ -2,6 +2,7 @@
 code; a corrupt, truncated, tampered or incomplete entry is reported, moved aside and
 recomputed, never read as data."""
 import json
+import os
 import shutil
 import warnings
 from pathlib import Path
@@ -176,3 +177,109 @@ def test_cache_off_and_default(monkeypatch, tmp_path):
     assert vcache.cache_dir() is None and entry_path("t", CONFIG) is None
     monkeypatch.setenv("VQLIB_CACHE", str(tmp_path))
     assert vcache.cache_dir() == tmp_path
+
+
+def _spoil_rows_not_rows(path):
+    entry = json.loads(path.read_text())
+    entry["rows"] = ["x", "y"]  # not rows, under a checksum that matches them
+    entry["checksum"] = vcache._checksum(vcache._canonical(entry["rows"]))
+    path.write_text(json.dumps(entry))
+
+
+def test_rows_that_are_not_rows_are_a_corrupt_entry(root, digits):
+    compute = Counter(digits)
+    good = cached("t-schema", CONFIG, compute, data=digits)
+    path = entry_path("t-schema", CONFIG, digits)
+    _spoil_rows_not_rows(path)
+    with pytest.warns(CacheWarning, match="row 0 is not an object"):
+        assert lookup("t-schema", CONFIG, data=digits) is None
+    assert path.with_suffix(".corrupt").exists() and not path.exists()  # moved aside
+    assert cached("t-schema", CONFIG, compute, data=digits) == good and compute.calls == 2
+
+
+def _seed_sweep(compute, name):
+    from vqlib import experiments
+
+    return experiments.Sweep(name=name, chapter="tests", doc="tests only", quick=dict(seed=[0, 1], scale=2.0),
+                             full=dict(seed=[0, 1], scale=2.0), compute=compute, grid=("seed",), columns=("mean",))
+
+
+def test_sweep_rows_are_checked_against_its_schema_on_read(root):
+    calls = []
+
+    def compute(x, *, seed, scale):
+        calls.append(seed)
+        return [{"seed": seed, "mean": float(x[:10].mean()) * scale}]
+
+    sweep = _seed_sweep(compute, "t-sweep-schema")
+    rows = sweep.run("quick")
+    assert sweep.count_cached("quick") == (2, 2)
+    for spoilt in ([{"mean": 1.0}], [{"seed": 0}], [], [["seed", 0]]):  # no seed; no declared column; none; a list
+        files = sorted((root / "t-sweep-schema").glob("*.json"))
+        entry = json.loads(files[0].read_text())
+        entry["rows"] = spoilt
+        entry["checksum"] = vcache._checksum(vcache._canonical(spoilt))
+        files[0].write_text(json.dumps(entry))
+        assert sweep.count_cached("quick") == (1, 2)  # counting reads only: no warning, nothing moved
+        with pytest.warns(CacheWarning, match="corrupt or partial"):
+            assert sweep.run("quick") == rows
+    assert len(calls) == 2 + 4
+
+
+def test_a_job_whose_rows_break_the_schema_stores_nothing(root):
+    for bad in ([], [{"mean": 1.0}], [{"seed": 0}]):
+        sweep = _seed_sweep(lambda x, *, seed, scale, bad=bad: bad, "t-sweep-bad-rows")
+        with pytest.raises(ValueError, match="do not fit the sweep's schema"):
+            sweep.run("quick")
+        assert not list(root.rglob("*.json"))
+
+
+def test_a_cache_folder_that_is_a_file_warns_and_returns_the_rows(tmp_path, monkeypatch, digits):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("VQLIB_CACHE", str(blocker))
+    compute = Counter(digits)
+    with pytest.warns(CacheWarning, match="cannot be written"):
+        rows = cached("t-file", CONFIG, compute, data=digits)
+    assert rows == cached("t-file", CONFIG, compute, data=digits, root=None) and compute.calls == 2
+    assert "is a file" in vcache.writable_problem(blocker) and "is a file" in vcache.writable_problem(blocker / "a")
+
+
+def test_a_failed_write_warns_returns_the_rows_and_leaves_no_temp_file(root, digits, monkeypatch):
+    compute = Counter(digits)
+    real = Path.replace
+
+    def refuse(self, target):  # the rename fails, as in a read-only folder or a full disk
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "replace", refuse)
+    with pytest.warns(CacheWarning, match="cannot be written .*PermissionError"):
+        rows = cached("t-ro", CONFIG, compute, data=digits)
+    monkeypatch.setattr(Path, "replace", real)
+    assert rows and not [p for p in root.rglob("*") if p.is_file()]  # no entry, no temporary file
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes to read-only folders")
+def test_a_read_only_cache_is_read_and_never_written(root, digits):
+    compute = Counter(digits)
+    cached("t-ro-warm", CONFIG, compute, data=digits)
+    for folder in [root, *root.rglob("*")]:
+        if folder.is_dir():
+            folder.chmod(0o555)
+    try:
+        assert vcache.writable_problem(root) is not None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert cached("t-ro-warm", CONFIG, compute, data=digits) and compute.calls == 1  # read as usual
+        with pytest.warns(CacheWarning, match="cannot be written"):
+            cached("t-ro-cold", CONFIG, compute, data=digits)
+        assert compute.calls == 2
+    finally:
+        for folder in [root, *root.rglob("*")]:
+            if folder.is_dir():
+                folder.chmod(0o755)
+
+
+def test_writable_problem_creates_nothing(tmp_path):
+    assert vcache.writable_problem(tmp_path / "a" / "b") is None
+    assert not (tmp_path / "a").exists()

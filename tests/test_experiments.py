@@ -66,6 +66,7 @@ def test_tiny_run_is_cached_and_rows_are_json_with_seeds(name, cache):
     assert rows and all(isinstance(r, dict) for r in rows)
     json.loads(json.dumps(rows))  # JSON values only
     assert all(any("seed" in key for key in r) for r in rows), "every row names its seeds"
+    assert sweep.columns and sweep.check_rows(rows) is None  # the schema the cache checks on every read
     config = sweep.config("quick", **TINY[name])
     config.pop("dataset", None)
     assert len(list(cache.rglob("*.json"))) == len(sweep.jobs(config))
@@ -139,3 +140,10 @@ def test_ch01_row_rebuilds_the_trained_model(cache):
     assert row["history"] == json.loads(json.dumps(history.rows()))
     assert torch.equal(vqlib.reconstruction_loss(model, x_test), vqlib.reconstruction_loss(direct, x_test))
     assert not model.training
+
+
+def test_a_list_setting_stays_non_empty():
+    with pytest.raises(ValueError, match="'supersample_seeds' must hold a non-empty list"):
+        experiments.get("ch05-exact").config("quick", supersample_seeds=[])
+    with pytest.raises(ValueError, match="'n' must hold a non-empty list"):
+        experiments.get("ch05-exact").config("quick", n=[])

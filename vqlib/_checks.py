@@ -1,8 +1,23 @@
-"""Argument checks shared by the library: each raises ``ValueError`` naming the argument."""
+"""Argument checks shared by the library: each raises ``ValueError`` naming the argument.
+
+Scalars (:func:`positive_int`, :func:`positive_float`, :func:`unit_float`,
+:func:`check_seed`, :func:`choice`) and arrays (:func:`real_array`,
+:func:`unit_array`, :func:`binary_array`, :func:`distributions`): every public function
+of the library validates its input with these before computing, so bad input gives one
+clear error instead of a NaN, a silently cast value or an error from deep inside numpy
+or torch.
+"""
 from __future__ import annotations
 
 import math
 import numbers
+
+import numpy as np
+
+#: Seeds lie in [0, SEED_MAX]: what torch's and numpy's generators both accept.
+SEED_MAX = 2**63 - 1
+#: Tolerance on the sums of probability vectors (float32 posteriors of K ≤ 4096 codes pass).
+PROB_ATOL = 1e-4
 
 
 def positive_int(value, name: str, minimum: int = 1) -> int:
@@ -14,21 +29,51 @@ def positive_int(value, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
+def check_seed(value, name: str = "seed") -> int:
+    """``value`` as a seed: an int in [0, 2**63 − 1], or ``ValueError`` naming ``name``.
+
+    Floats (``1.5``), ``None`` and seeds torch cannot take (``2**64``) are refused
+    rather than truncated or passed on to fail inside torch.
+    """
+    value = positive_int(value, name, minimum=0)
+    if value > SEED_MAX:
+        raise ValueError(f"{name} must be at most 2**63 - 1, got {value!r}")
+    return value
+
+
+def _real(value, name: str, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond float range
+        raise ValueError(f"{name} must be {what}, got {value!r} (too large for a float)") from None
+
+
+def real_number(value, name: str) -> float:
+    """``value`` as a float (any real number, inf and NaN included), or ``ValueError`` naming ``name``."""
+    return _real(value, name, "a number")
+
+
 def positive_float(value, name: str) -> float:
     """``value`` as a finite float > 0, or ``ValueError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    value = float(value)
+    value = _real(value, name, "a positive number")
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return value
 
 
+def nonnegative_float(value, name: str) -> float:
+    """``value`` as a finite float ≥ 0, or ``ValueError`` naming ``name``."""
+    value = _real(value, name, "a finite number ≥ 0")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number ≥ 0, got {value!r}")
+    return value
+
+
 def unit_float(value, name: str, *, open_left: bool = False, open_right: bool = False) -> float:
     """``value`` as a float in [0, 1] (ends optionally open), or ``ValueError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
-    value = float(value)
+    value = _real(value, name, "a number in [0, 1]")
     low_bad = value <= 0 if open_left else value < 0
     high_bad = value >= 1 if open_right else value > 1
     if not math.isfinite(value) or low_bad or high_bad:
@@ -39,6 +84,101 @@ def unit_float(value, name: str, *, open_left: bool = False, open_right: bool = 
 
 def choice(value, name: str, options) -> str:
     """``value`` if it is one of ``options``, else ``ValueError`` naming ``name``."""
-    if value not in options:
+    try:
+        known = value in options
+    except (TypeError, ArithmeticError):  # an unhashable value against a set of options; Decimal('sNaN')
+        known = False
+    if not known:
         raise ValueError(f"{name}={value!r} is not one of {tuple(options)}")
     return value
+
+
+# --------------------------------------------------------------------------- arrays
+
+
+def real_array(value, name: str, *, ndim: int | None = None, finite: bool = True,
+               allow_empty: bool = False) -> np.ndarray:
+    """``value`` (array, list, tensor) as a float64 array of real numbers, or ``ValueError``.
+
+    Refused, naming ``name``: what is not numbers (strings, objects, ragged lists),
+    complex numbers (never silently cut to their real part), a number of dimensions
+    other than ``ndim`` (when given), an empty array (unless ``allow_empty``), and NaN
+    or infinite entries (unless ``finite=False``). Booleans count as 0 and 1.
+    """
+    if hasattr(value, "detach"):  # a torch tensor
+        value = value.detach().cpu().numpy()
+    try:
+        raw = np.asarray(value)
+    except ValueError:  # ragged nested lists
+        raise ValueError(f"{name} must be an array of numbers, got a ragged sequence") from None
+    if raw.dtype.kind == "c":
+        raise ValueError(f"{name} must hold real numbers, got complex dtype {raw.dtype}")
+    if raw.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be an array of numbers, got dtype {raw.dtype}")
+    if ndim is not None and raw.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {raw.shape}")
+    if raw.size == 0 and not allow_empty:
+        raise ValueError(f"{name} must not be empty, got shape {raw.shape}")
+    with np.errstate(over="ignore"):  # huge ints or float128 beyond float64 become inf: caught below
+        arr = raw.astype(np.float64)
+    if finite and not np.all(np.isfinite(arr)):
+        bad = "NaN" if np.isnan(arr).any() else "infinite values"
+        raise ValueError(f"{name} must be finite, found {bad}")
+    return arr
+
+
+def unit_array(value, name: str, **kwargs) -> np.ndarray:
+    """:func:`real_array` with every entry in [0, 1] (losses), or ``ValueError`` naming ``name``."""
+    arr = real_array(value, name, **kwargs)
+    if arr.size and (arr.min() < 0 or arr.max() > 1):
+        raise ValueError(f"{name} must lie in [0, 1], found values in [{arr.min():.4g}, {arr.max():.4g}]")
+    return arr
+
+
+def binary_array(value, name: str, **kwargs) -> np.ndarray:
+    """:func:`real_array` holding only 0 and 1 (mask bits), as int64, or ``ValueError``."""
+    arr = real_array(value, name, **kwargs)
+    bad = ~np.isin(arr, (0.0, 1.0))
+    if bad.any():
+        raise ValueError(f"{name} must hold only 0 and 1, found {arr[bad].reshape(-1)[0]:g}")
+    return arr.astype(np.int64)
+
+
+def distributions(value, name: str, *, ndim: int | None = None, atol: float = PROB_ATOL) -> np.ndarray:
+    """Probability vectors along the last axis (float64), or ``ValueError`` naming ``name``.
+
+    Every entry finite and ≥ 0, every vector summing to 1 within ``atol``, a last
+    axis of at least one category. The values are returned as given (not renormalised).
+    """
+    arr = real_array(value, name, ndim=ndim)
+    if arr.ndim == 0 or arr.shape[-1] == 0:
+        raise ValueError(f"{name} must have a non-empty last axis (the categories), got shape {arr.shape}")
+    if arr.min() < 0:
+        raise ValueError(f"{name} must be non-negative, found {arr.min()!r}")
+    sums = arr.sum(-1)
+    worst = float(np.abs(sums - 1).max())
+    if worst > atol:
+        raise ValueError(f"{name} must sum to 1 over its last axis (tolerance {atol:g}), "
+                         f"found a sum off by {worst:.3g}")
+    return arr
+
+
+# --------------------------------------------------------------------------- resources
+
+
+def memory_bytes() -> int | None:
+    """This machine's physical memory in bytes, or None where the system does not say."""
+    import os
+
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def fits_in_memory(n_bytes: int, what: str) -> None:
+    """``ValueError`` when ``what`` needs ``n_bytes``, more than this machine's memory."""
+    total = memory_bytes()
+    if total is not None and n_bytes > total:
+        raise ValueError(f"{what} needs about {n_bytes / 2**30:.3g} GiB for its weights alone, more than this "
+                         f"machine's {total / 2**30:.3g} GiB of memory")

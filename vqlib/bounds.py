@@ -22,7 +22,7 @@ import math
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from ._checks import positive_int
+from ._checks import binary_array, distributions, nonnegative_float, positive_int, real_array, unit_array, unit_float
 from .information import plugin_mi, quantile_bins
 
 __all__ = ["dv_cosh_bound", "pair_terms", "latent_kl_terms"]
@@ -34,16 +34,19 @@ def dv_cosh_bound(information: float, values) -> float:
     This is the Donsker–Varadhan bound on E[(−1)^U h(V)] with the exact cumulant
     generating function of the product measure; it is at most sqrt(2 I)·max|v|, and it
     shrinks with the spread of the values, which makes it informative when losses are
-    much smaller than their range. ``information`` must be ≥ 0.
+    much smaller than their range. ``information`` must be a finite number ≥ 0 and
+    ``values`` a non-empty array of finite real numbers (else ``ValueError``).
     """
-    if not math.isfinite(information) or information < 0:
-        raise ValueError(f"information must be a finite number ≥ 0, got {information!r}")
-    v = np.abs(np.asarray(values, dtype=float).reshape(-1))
-    if v.size == 0 or not np.all(np.isfinite(v)):
-        raise ValueError("values must be a non-empty array of finite numbers")
+    information = nonnegative_float(information, "information")
+    v = np.abs(real_array(values, "values").reshape(-1))
     top = float(v.max())
     if information == 0 or top == 0:
         return 0.0
+    if not 2.0**-300 < top < 2.0**300:  # extreme magnitudes: the bound scales with v (exactly, by a power of 2)
+        scale = math.ldexp(1.0, math.frexp(top)[1] - 1)
+        return scale * min(dv_cosh_bound(information, v / scale), top / scale)  # E[g] ≤ max|v| too
+    if math.isinf(2 * information):  # I ≥ log(2·len(v)): then the infimum is max|v| exactly
+        return top
 
     def objective(log_lam: float) -> float:
         lam = math.exp(log_lam)
@@ -53,12 +56,16 @@ def dv_cosh_bound(information: float, values) -> float:
         m = log_cosh.max()
         return (information + m + math.log(np.mean(np.exp(log_cosh - m)))) / lam
 
+    # The closed-form sub-Gaussian bound is always valid too: never report more than it.
+    closed_form = math.sqrt(2 * information) * top
     # The minimiser lies near sqrt(2 I / E v²); search a wide bracket around it.
-    centre = math.log(math.sqrt(2 * information / max(float(np.mean(v**2)), 1e-300)))
+    ratio = 2 * information / max(float(np.mean(v**2)), 1e-300)
+    if not 0 < ratio < math.inf:  # I below 1e-300 or above 1e300 times E v²: no bracket to search
+        return min(closed_form, top)  # both valid (E[g] ≤ max|v|)
+    centre = math.log(math.sqrt(ratio))
     res = minimize_scalar(objective, bounds=(centre - 12, centre + 12), method="bounded",
                           options={"xatol": 1e-10})
-    # The closed-form sub-Gaussian bound is always valid too: never report more than it.
-    return float(min(res.fun, math.sqrt(2 * information) * top))
+    return float(min(res.fun, closed_form)) if math.isfinite(res.fun) else closed_form
 
 
 def _binned(values: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
@@ -78,9 +85,11 @@ def pair_terms(loss0, loss1, U, n_bins: int = 2) -> dict[str, float]:
     (``ld_*``) and the pair of losses (``e_*``): the plug-in information ``*_mi`` of the
     binned statistic with U, the discretisation error ``*_err``, the range-1 bound
     ``*_sqrt`` = sqrt(2 I) + err and the cosh bound ``*_cosh`` = DV(I, b) + err.
+    Losses must lie in [0, 1] and mask bits in {0, 1} (else ``ValueError``), so every
+    information is at most log 2 and every bound term is ≥ 0.
     """
-    loss0, loss1 = np.asarray(loss0, float), np.asarray(loss1, float)
-    U = np.asarray(U)
+    loss0, loss1 = unit_array(loss0, "loss0", allow_empty=True), unit_array(loss1, "loss1", allow_empty=True)
+    U = binary_array(U, "U", allow_empty=True)
     if not (loss0.shape == loss1.shape == U.shape) or loss0.ndim != 1:
         raise ValueError(f"loss0, loss1 and U must be 1-D of one length, got {loss0.shape}, {loss1.shape}, {U.shape}")
     if loss0.size < 2:
@@ -118,12 +127,14 @@ def latent_kl_terms(posteriors, reference=None, aggregated=None, eps: float = 0.
       changed code costs log(K/ε) instead of infinity;
     * ``kl_aggregated`` (when ``aggregated[l, k]`` is given): π_{b,l} = (1−ε)·aggregated_l
       + ε/K, that model's posterior averaged over all 2n supersample points.
+
+    Every posterior must be a probability vector over the K codes (finite, ≥ 0, summing
+    to 1), as must ``reference`` and ``aggregated``; else ``ValueError``.
     """
-    p = np.asarray(posteriors, dtype=float)
-    if p.ndim != 4 or p.shape[0] < 2:
+    p = distributions(posteriors, "posteriors")
+    if p.ndim != 4 or p.shape[0] < 2 or p.shape[1] != 2 or p.shape[2] < 1:
         raise ValueError(f"posteriors must have shape (runs ≥ 2, 2, L, K), got {p.shape}")
-    if not 0 < eps < 1:
-        raise ValueError(f"eps must lie in (0, 1), got {eps!r}")
+    eps = unit_float(eps, "eps", open_left=True, open_right=True)
     K = p.shape[-1]
     with np.errstate(divide="ignore", invalid="ignore"):
         neg_entropy = np.where(p > 0, p * np.log(p), 0.0).sum(-1)  # (m, 2, L)
@@ -136,16 +147,16 @@ def latent_kl_terms(posteriors, reference=None, aggregated=None, eps: float = 0.
     m = p.shape[0]
     leave_one_out = (p.sum(0, keepdims=True) - p) / (m - 1)
     out = {
-        "kl_uniform": float((math.log(K) + neg_entropy).sum((1, 2)).mean()),
+        "kl_uniform": float(max((math.log(K) + neg_entropy).sum((1, 2)).mean(), 0.0)),  # ≥ 0 despite rounding
         "kl_marginal": kl_to((1 - eps) * leave_one_out + eps / K),
     }
     if reference is not None:
-        ref = np.asarray(reference, dtype=float)
+        ref = distributions(reference, "reference")
         if ref.shape != p.shape[1:]:
             raise ValueError(f"reference must have shape {p.shape[1:]}, got {ref.shape}")
         out["kl_reference"] = kl_to((1 - eps) * ref[None] + eps / K)
     if aggregated is not None:
-        agg = np.asarray(aggregated, dtype=float)
+        agg = distributions(aggregated, "aggregated")
         if agg.shape != p.shape[2:]:
             raise ValueError(f"aggregated must have shape {p.shape[2:]}, got {agg.shape}")
         out["kl_aggregated"] = kl_to((1 - eps) * agg[None, None] + eps / K)

@@ -8,9 +8,13 @@ re-executed with a warm cache recomputes nothing. The key is a SHA-256 over
 * the code: ``vqlib.__version__`` and a hash of every ``vqlib/*.py`` source file, so
   an edit to the library invalidates what it computed.
 
-An entry is one JSON file holding the key, the rows and a checksum of the rows. A file
-that does not parse, whose key differs, or whose checksum fails is reported (a warning
-naming the file), moved aside and recomputed: never read as data.
+An entry is one JSON file holding the key, the rows and a checksum of the rows, written
+to a temporary file and renamed into place, so a kill leaves either the whole entry or
+none. A file that does not parse, whose key differs, whose checksum fails, or whose rows
+are not rows (a list of JSON objects; a sweep adds its own schema, ``validate=``) is
+reported (a warning naming the file), moved aside and recomputed: never read as data.
+A folder that cannot be written is reported too (:class:`CacheWarning`): the rows are
+returned uncached, and a read-only folder of complete entries is read as usual.
 
 ``VQLIB_CACHE`` sets the folder (default ``~/.cache/vqlib``); ``VQLIB_CACHE=off``
 turns caching off. ``root=`` names the folder explicitly (a Dask worker started before
@@ -30,14 +34,14 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["CacheWarning", "cache_dir", "cached", "code_fingerprint", "data_fingerprint", "entry_path", "key_of",
-           "lookup"]
+__all__ = ["CacheWarning", "cache_dir", "cached", "code_fingerprint", "data_fingerprint", "entry_path", "is_cached",
+           "key_of", "lookup", "rows_problem", "writable_problem"]
 
 _ENV = object()  # root not given: read VQLIB_CACHE
 
 
 class CacheWarning(UserWarning):
-    """A cache entry was corrupt or partial and has been recomputed."""
+    """A cache entry was corrupt or partial and has been recomputed, or could not be written."""
 
 
 def cache_dir() -> Path | None:
@@ -142,8 +146,21 @@ def _jsonable(rows):
     return out
 
 
-def _read(path: Path, key: str):
-    """The rows stored at ``path``, or None (with a CacheWarning) if the entry is unusable."""
+def rows_problem(rows) -> str | None:
+    """What makes ``rows`` unfit to be a table's rows (None: nothing): the schema of every entry.
+
+    Rows are a list of JSON objects (dicts with string keys).
+    """
+    if not isinstance(rows, list):
+        return f"its rows are a {type(rows).__name__}, not a list"
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict) or not all(isinstance(k, str) for k in row):
+            return f"its row {i} is not an object of named values: {row!r:.60}"
+    return None
+
+
+def _load(path: Path, key: str, validate: Callable | None = None):
+    """(rows, None) for a healthy entry at ``path``; (None, what is wrong) otherwise. Reads only."""
     try:
         entry = json.loads(path.read_text())
         rows_json = _canonical(entry["rows"])
@@ -154,10 +171,18 @@ def _read(path: Path, key: str):
             problem = "its checksum does not match its rows"
         elif not entry.get("complete", False):
             problem = "it is marked incomplete"
-    except (OSError, ValueError, KeyError, TypeError) as err:
+        else:
+            problem = rows_problem(entry["rows"]) or (validate(entry["rows"]) if validate else None)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         problem = f"it cannot be read ({type(err).__name__}: {err})"
+    return (entry["rows"], None) if problem is None else (None, problem)
+
+
+def _read(path: Path, key: str, validate: Callable | None = None):
+    """The rows stored at ``path``, or None (with a CacheWarning) if the entry is unusable."""
+    rows, problem = _load(path, key, validate)
     if problem is None:
-        return entry["rows"]
+        return rows
     warnings.warn(f"cache entry {path} is corrupt or partial ({problem}); recomputing", CacheWarning, stacklevel=3)
     try:
         path.replace(path.with_suffix(".corrupt"))
@@ -166,43 +191,95 @@ def _read(path: Path, key: str):
     return None
 
 
-def lookup(name: str, config: Mapping, *, data=None, root=_ENV, code: str | None = None) -> list[dict] | None:
+def lookup(name: str, config: Mapping, *, data=None, root=_ENV, code: str | None = None,
+           validate: Callable | None = None) -> list[dict] | None:
     """The stored rows of (name, config, data), or None when absent, unusable or off.
 
     An unusable entry is reported (:class:`CacheWarning`) and moved aside first.
+    ``validate(rows)`` returns what is wrong with rows that parse (None: nothing).
     """
     path = entry_path(name, config, data, root=root, code=code)
     if path is None or not path.exists():
         return None
-    return _read(path, path.stem)
+    return _read(path, path.stem, validate)
+
+
+def is_cached(name: str, config: Mapping, *, data=None, root=_ENV, code: str | None = None,
+              validate: Callable | None = None) -> bool:
+    """Whether a healthy entry for (name, config, data) is stored; reads only (moves nothing, warns nothing)."""
+    path = entry_path(name, config, data, root=root, code=code)
+    return path is not None and path.is_file() and _load(path, path.stem, validate)[1] is None
+
+
+def writable_problem(root) -> str | None:
+    """Why the cache folder ``root`` cannot take new entries (None: it can). Creates nothing.
+
+    The test creates (and at once removes) a temporary file in ``root``, or, while ``root``
+    does not exist yet, in its nearest existing parent: the one reliable test, since
+    permission bits do not bind every user or file system.
+    """
+    import tempfile
+
+    root = probe = Path(root).expanduser()
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is a file, not a folder"
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as err:
+        where = "" if probe == root else f" (its parent {probe} cannot be written)"
+        return f"{root} cannot be written{where}: {err.strerror or type(err).__name__}"
+    return None
 
 
 def cached(name: str, config: Mapping, compute: Callable[[], list[dict]], *, data=None,
-           refresh: bool = False, root=_ENV, code: str | None = None) -> list[dict]:
+           refresh: bool = False, root=_ENV, code: str | None = None, validate: Callable | None = None) -> list[dict]:
     """The rows of sweep ``name`` with ``config`` on ``data``: from the cache, else computed.
 
     ``compute()`` must return a list of dict rows with JSON values (numbers, strings,
     booleans, None, lists). Rows come back as JSON stores them, so a warm call, a cold
     one and one with the cache off return equal rows. ``refresh=True`` recomputes and
     overwrites. ``root`` overrides ``VQLIB_CACHE`` (None: no cache); ``code`` overrides
-    the code fingerprint in the key (see :func:`key_of`).
+    the code fingerprint in the key (see :func:`key_of`). ``validate(rows)`` is the
+    caller's schema (what is wrong with the rows, or None): a stored entry that fails it
+    is corrupt, and computed rows that fail it raise ``ValueError`` (nothing is stored).
+    A folder that cannot be written gives a :class:`CacheWarning` and the rows uncached.
     """
     code = code_fingerprint() if code is None else code
     path = entry_path(name, config, data, root=root, code=code)
     if path is None:
-        return _roundtrip(compute())
+        return _computed(compute, validate, name)
     key = path.stem
     if path.exists() and not refresh:
-        rows = _read(path, key)
+        rows = _read(path, key, validate)
         if rows is not None:
             return rows
-    rows = _roundtrip(compute())
+    rows = _computed(compute, validate, name)
     rows_json = _canonical(rows)
     entry = {"key": key, "name": name, "config": json.loads(_canonical(dict(config))),
              "data": data_fingerprint(data), "code": code,
              "complete": True, "checksum": _checksum(rows_json), "rows": rows}
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(entry))
-    tmp.replace(path)  # atomic: a reader never sees half a file
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(entry))
+        tmp.replace(path)  # atomic: a reader never sees half a file
+    except OSError as err:
+        warnings.warn(f"cache entry {path} cannot be written ({type(err).__name__}: {err}); "
+                      "the rows are returned but not cached", CacheWarning, stacklevel=2)
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+    return rows
+
+
+def _computed(compute: Callable, validate: Callable | None, name: str) -> list[dict]:
+    """``compute()``'s rows through JSON, checked against ``validate`` before anything stores them."""
+    rows = _roundtrip(compute())
+    problem = validate(rows) if validate else None
+    if problem:
+        raise ValueError(f"{name}: the computed rows do not fit the sweep's schema: {problem}")
     return rows

@@ -11,7 +11,13 @@ folder (``VQLIB_CACHE``) to the students' laptops::
     VQLIB_CACHE=/srv/vqlib-cache python -m vqlib run all --profile full --device cuda
 
 Bad options (an unknown sweep, setting, profile or a value of the wrong type) print one
-line naming the bad value and exit with status 2, as argparse does.
+line naming the bad value and exit with status 2, as argparse does. ``run`` checks
+everything it can before computing anything: the profile (``--profile`` and
+``VQLIB_PROFILE``), every sweep's settings, that its data are on disk, that ``--out``
+and the cache folder can be written (a read-only cache that holds every job is read).
+Any error, including one raised while computing, is one line with status 2
+(``--debug`` shows the traceback instead); Ctrl-C stops a run with one line saying how
+many jobs are cached, which a rerun of the same command resumes from.
 """
 from __future__ import annotations
 
@@ -34,6 +40,13 @@ _CACHE_HELP = (
 
 class UsageError(Exception):
     """A bad command-line value: reported in one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors (an unknown option, a bad choice) in one line too."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (--help lists the options)\n")
 
 
 def parse_assignment(text: str) -> tuple[str, object]:
@@ -73,12 +86,19 @@ def _describe(value) -> str:
     """``int``, ``list of int``, ``list of list``, … (for error messages)."""
     if isinstance(value, (list, tuple)):
         kinds = sorted({_kind(v) for v in value})
+        lengths = {len(v) for v in value if isinstance(v, (list, tuple))}
+        if kinds == ["list"] and len(lengths) == 1:
+            (n,) = lengths
+            return f"list of lists of {n} entr{'y' if n == 1 else 'ies'}"
         return f"list of {' or '.join(kinds)}" if kinds else "empty list"
     return _kind(value)
 
 
 def _compatible(default, value) -> bool:
-    """Whether ``value`` may replace ``default`` (same JSON kind; an int where a float is; a grid value)."""
+    """Whether ``value`` may replace ``default``: the same JSON kind (an int where a float is),
+    and for a list, entries each of a kind the default holds, never empty where the default
+    is not, of the default's one length where all its entries are lists of one length
+    (pairs such as [K, L])."""
     if default is None or value is None:
         return True
     if isinstance(default, bool) or isinstance(value, bool):
@@ -89,16 +109,19 @@ def _compatible(default, value) -> bool:
         return isinstance(value, int)
     if isinstance(default, str):
         return isinstance(value, str)
+    if isinstance(default, dict):
+        return isinstance(value, dict)
     if isinstance(default, (list, tuple)):
-        if not isinstance(value, (list, tuple)):
+        if not isinstance(value, (list, tuple)) or (default and not value):
             return False
-        kinds = {_kind(v) for v in default}
-        if kinds == {"float"} or kinds == {"int", "float"}:
-            return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-        if len(kinds) == 1:
-            (one,) = kinds
-            return all(_compatible(default[0], v) for v in value) if one != "list" else True
-        return True
+        if not default:
+            return True
+        lengths = {len(d) if isinstance(d, (list, tuple)) else None for d in default}
+        if len(lengths) == 1 and None not in lengths and any(len(v) not in lengths for v in value
+                                                             if isinstance(v, (list, tuple))):
+            return False
+        kinds = [d for d in default if d is not None]  # a None entry allows None, not anything
+        return all(v is None or not kinds or any(_compatible(d, v) for d in kinds) for v in value)
     return True
 
 
@@ -159,8 +182,21 @@ def _cmd_list(args) -> int:
     return 0
 
 
+def _resolve_profile(args) -> str:
+    """``--profile``, else ``VQLIB_PROFILE``, else automatic; a bad ``VQLIB_PROFILE`` is an error either way."""
+    from .profile import current_profile
+
+    try:
+        automatic = current_profile()
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    args.profile = args.profile or automatic
+    return args.profile
+
+
 def _cmd_show(args) -> int:
     sweep = _sweep(args.name)
+    _resolve_profile(args)
     overrides = _overrides(sweep, args.profile, args.set)
     try:
         config = sweep.config(args.profile, **overrides)
@@ -193,12 +229,81 @@ def _cell(value):
 def _write(rows: list[dict], path: str) -> None:
     from .tables import rows_to_csv
 
-    if path.endswith(".json"):
-        with open(path, "w") as fh:
-            json.dump(rows, fh)
-    else:
-        columns = list(dict.fromkeys(key for row in rows for key in row))  # rows may differ in their keys
-        rows_to_csv([{k: _cell(row.get(k, "")) for k in columns} for row in rows], path)
+    try:
+        if path.endswith(".json"):
+            with open(path, "w") as fh:
+                json.dump(rows, fh)
+        else:
+            columns = list(dict.fromkeys(key for row in rows for key in row))  # rows may differ in their keys
+            rows_to_csv([{k: _cell(row.get(k, "")) for k in columns} for row in rows], path)
+    except OSError as err:
+        raise UsageError(f"--out {path}: cannot be written ({err.strerror or err})") from None
+
+
+def _check_out(path: str) -> None:
+    """``--out`` names a file that can be written, in a folder that exists (checked before computing)."""
+    from pathlib import Path
+
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"--out {path}: is a folder; name a file ending in .csv or .json")
+    folder = target.parent
+    if not folder.is_dir():
+        raise UsageError(f"--out {path}: the folder {str(folder)!r} does not exist")
+    existed = target.exists()
+    try:
+        with open(target, "a"):  # appends nothing: an existing file keeps its content until the end
+            pass
+        if not existed:
+            target.unlink()
+    except OSError as err:
+        raise UsageError(f"--out {path}: cannot be written ({err.strerror or err})") from None
+
+
+def _check_data(sweep, config: dict) -> None:
+    """Every dataset a sweep's configuration names is on disk (``dataset`` and ``data``)."""
+    from .data import check_available
+
+    splits = {config[k] for k in ("split", "separate", "pool") if isinstance(config.get(k), str)}
+    for key, default_split in (("dataset", "train"), ("data", "all")):
+        name = config.get(key)
+        if not isinstance(name, str):
+            continue
+        for split in sorted(splits) if key == "data" and splits else [default_split]:
+            try:
+                check_available(name, split=split)
+            except (ValueError, FileNotFoundError) as err:
+                raise UsageError(f"{sweep.name}: {key}={name!r}: {err}") from None
+
+
+def _check_cache(root, plan, args) -> None:
+    """The cache folder can take the run's new entries; a read-only one must already hold every job."""
+    from .cache import writable_problem
+
+    problem = writable_problem(root)
+    if problem is None:
+        return
+    missing = sum(total - done for done, total in _cached_counts(plan, args.profile, root))
+    if missing or args.refresh:
+        what = "--refresh rewrites every job" if args.refresh else f"{_jobs(missing)} not cached there"
+        raise UsageError(f"the cache folder (VQLIB_CACHE) cannot take new entries: {problem}; {what}. Make it "
+                         "writable, set VQLIB_CACHE to another folder, or pass --no-cache")
+
+
+def _cached_counts(plan, profile: str, root) -> list[tuple[int, int]]:
+    return [sweep.count_cached(profile, root=root, **overrides) for sweep, overrides in plan]
+
+
+def _interrupted(plan, profile: str, root) -> str:
+    """The one line a Ctrl-C leaves: how many jobs are cached, and that a rerun resumes."""
+    if root is None:
+        return "interrupted; the cache is off, so nothing was kept"
+    try:
+        counts = _cached_counts(plan, profile, root)
+    except KeyboardInterrupt:
+        return f"interrupted; finished jobs are cached in {root}: rerun the same command to resume"
+    done, total = sum(c[0] for c in counts), sum(c[1] for c in counts)
+    return f"interrupted: {done} of {_jobs(total)} cached in {root}; rerun the same command to resume"
 
 
 def _summary(rows: list[dict]) -> str:
@@ -209,12 +314,19 @@ def _summary(rows: list[dict]) -> str:
     return f"{len(rows)} rows; columns: {shown}"
 
 
-def _run_one(sweep, args, overrides: dict) -> list[dict]:
-    start, cpu = time.perf_counter(), time.process_time()
+def _config(sweep, profile: str, overrides: dict) -> dict:
+    """The sweep's resolved configuration; a bad one (empty grid, unknown key) is a UsageError."""
     try:
-        config = sweep.config(args.profile, **overrides)
+        config = sweep.config(profile, **overrides)
+        sweep.jobs({k: v for k, v in config.items() if k != "dataset"})
     except ValueError as err:
         raise UsageError(str(err)) from None
+    return config
+
+
+def _run_one(sweep, args, overrides: dict) -> list[dict]:
+    start, cpu = time.perf_counter(), time.process_time()
+    config = _config(sweep, args.profile, overrides)
     n_jobs = len(sweep.jobs({k: v for k, v in config.items() if k != "dataset"}))
     print(f"{sweep.name} ({sweep.chapter}), {args.profile} profile, {_jobs(n_jobs)}: {sweep.doc}", flush=True)
     rows = sweep.run(args.profile, cache=not args.no_cache, refresh=args.refresh, executor=args.executor,
@@ -228,6 +340,7 @@ def _cmd_run(args) -> int:
     from . import experiments
     from .cache import cache_dir
 
+    _resolve_profile(args)
     if args.workers < 1:
         raise UsageError(f"--workers must be at least 1, got {args.workers}")
     if args.device is not None:
@@ -245,17 +358,28 @@ def _cmd_run(args) -> int:
     else:
         sweep = _sweep(args.name)
         plan = [(sweep, _overrides(sweep, args.profile, args.set))]
-    root = cache_dir()
-    print(f"cache: {'off' if args.no_cache or root is None else root}")
-    rows = []
+    # everything that can be checked is checked before anything is computed
     for sweep, overrides in plan:
-        try:
-            new = _run_one(sweep, args, overrides)
-        except ValueError as err:  # vqlib names a bad value (K = 0, n too large for the data, …) this way
-            raise UsageError(f"{sweep.name}: {err}") from None
-        if args.name == "all":  # one table for every sweep: a first column says which
-            new = [{"sweep": sweep.name, **row} for row in new]
-        rows.extend(new)
+        _check_data(sweep, _config(sweep, args.profile, overrides))
+    if args.out:
+        _check_out(args.out)
+    root = None if args.no_cache else cache_dir()
+    if root is not None:
+        _check_cache(root, plan, args)
+    print(f"cache: {'off' if root is None else root}")
+    rows = []
+    try:
+        for sweep, overrides in plan:
+            try:
+                new = _run_one(sweep, args, overrides)
+            except ValueError as err:  # vqlib names a bad value (K = 0, n too large for the data, …) this way
+                raise UsageError(f"{sweep.name}: {err}") from None
+            if args.name == "all":  # one table for every sweep: a first column says which
+                new = [{"sweep": sweep.name, **row} for row in new]
+            rows.extend(new)
+    except KeyboardInterrupt:
+        print(f"python -m vqlib: {_interrupted(plan, args.profile, root)}", file=sys.stderr, flush=True)
+        return 130
     if args.out:
         if not rows:
             raise UsageError("the sweep returned no rows: nothing to write")
@@ -278,25 +402,20 @@ def _out(value: str) -> str:
     return value
 
 
-def _default_profile() -> str:
-    from .profile import current_profile
-
-    try:
-        return current_profile()
-    except ValueError:
-        return "quick"
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m vqlib`` (subcommands list, show, run)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m vqlib",
         description="Run the book's registered sweeps (every chapter's expensive computation) headless.",
         epilog=_CACHE_HELP)
+    debug_help = "on an error, show the Python traceback instead of one line"
+    parser.add_argument("--debug", action="store_true", help=debug_help)
     sub = parser.add_subparsers(dest="command", metavar="{list,show,run}")
     sub.required = True
+    common = argparse.ArgumentParser(add_help=False)  # --debug after the subcommand too
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
 
-    p_list = sub.add_parser("list", help="list every registered sweep",
+    p_list = sub.add_parser("list", help="list every registered sweep", parents=[common],
                             description="List every registered sweep: its name, chapter, number of jobs in "
                                         "the quick and full profiles, and what it measures.")
     p_list.set_defaults(func=_cmd_list)
@@ -307,21 +426,21 @@ def build_parser() -> argparse.ArgumentParser:
                 "(16, 1e-3, \"[1, 4, 16]\", true), else as a string; a single value for a swept (grid) "
                 "key runs just that value; repeatable")
 
-    p_show = sub.add_parser("show", help="print a sweep's resolved configuration as JSON",
+    p_show = sub.add_parser("show", help="print a sweep's resolved configuration as JSON", parents=[common],
                             description="Print the resolved configuration of one sweep as JSON: the profile's "
                                         "settings with any --set overrides, the grid keys and the number of jobs.")
     p_show.add_argument("name", help="the sweep's name, as 'list' prints it (e.g. ch05-monte-carlo)")
-    p_show.add_argument("--profile", type=_profile, default=_default_profile(), help=profile_help)
+    p_show.add_argument("--profile", type=_profile, default=None, help=profile_help)
     p_show.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
     p_show.set_defaults(func=_cmd_show)
 
-    p_run = sub.add_parser("run", help="run a sweep (or all of them) and write its tidy table",
+    p_run = sub.add_parser("run", help="run a sweep (or all of them) and write its tidy table", parents=[common],
                            description="Run one sweep, or every sweep with 'all', reading and filling the "
                                        "result cache, and print a short summary. " + _CACHE_HELP,
                            epilog="Example: python -m vqlib run ch01-latents --profile quick "
                                   "--set \"K=[4]\" --set \"L=[1]\" --out latents.csv")
     p_run.add_argument("name", help="the sweep's name, as 'list' prints it, or 'all' for every registered sweep")
-    p_run.add_argument("--profile", type=_profile, default=_default_profile(), help=profile_help)
+    p_run.add_argument("--profile", type=_profile, default=None, help=profile_help)
     p_run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
     p_run.add_argument("--out", type=_out, metavar="FILE.csv|FILE.json",
                        help="write the rows here: CSV (lists and dicts as JSON text in their cells) or a JSON "
@@ -342,17 +461,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(err: BaseException) -> str:
+    """An error's message on one line (some, such as a missing dataset's, list files on several)."""
+    return " ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings (a corrupt cache entry, a vacuous certificate) as one line each, without source lines."""
+    print(f"python -m vqlib: warning: {category.__name__}: {_one_line(message)}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m vqlib``; returns the exit status (2 for a bad option)."""
+    """Entry point of ``python -m vqlib``; returns the exit status (2 for any error, 130 for Ctrl-C).
+
+    Every error is one line on stderr; ``--debug`` raises it with its traceback instead.
+    """
+    import warnings
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    debug = getattr(args, "debug", False)
+    shown = warnings.showwarning
+    if not debug:
+        warnings.showwarning = _warning_line
     try:
         return args.func(args)
-    except UsageError as err:
-        parser.exit(2, f"{parser.prog}: error: {err}\n")
     except BrokenPipeError:  # output piped into `head`: not an error
         sys.stderr.close()
         return 0
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if debug:
+            raise
+        kind = "" if isinstance(err, UsageError) else f"{type(err).__name__}: "
+        hint = "" if isinstance(err, UsageError) else " (--debug shows the traceback)"
+        parser.exit(2, f"{parser.prog}: error: {kind}{_one_line(err)}{hint}\n")
+    finally:
+        warnings.showwarning = shown
     return 0  # pragma: no cover
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "make_synthetic",
     "synthetic_prototypes",
     "check_images",
+    "check_available",
     "train_test_split",
 ]
 
@@ -112,6 +113,25 @@ def load_dataset(
     x = torch.from_numpy(np.ascontiguousarray(x))
     y = torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64))
     return (x, y) if return_labels else x
+
+
+def check_available(name: str = "digits", *, split: str = "train", root: str | os.PathLike | None = None) -> None:
+    """Raise what :func:`load_dataset` would for ``name`` and ``split``, without reading the data.
+
+    ``ValueError`` for an unknown name or split, ``FileNotFoundError`` (saying where the
+    files belong) when a file-based dataset's files are missing. ``python -m vqlib`` calls
+    it before running a sweep, so missing data stop the run before anything is computed.
+    """
+    key = _ALIASES.get(name.lower(), name.lower()) if isinstance(name, str) else name
+    if key not in DATASETS:
+        raise ValueError(f"unknown dataset name={name!r}; known names: {', '.join(DATASETS)}")
+    if split not in SPLITS:
+        raise ValueError(f"unknown split={split!r}; expected one of {', '.join(SPLITS)}")
+    if key in _TORCHVISION:
+        base = Path(root if root is not None else _default_root()).expanduser()
+        missing = [p for p in _expected_files(key, base, split) if _find(p) is None]
+        if missing:
+            raise FileNotFoundError(_missing_message(key, base, missing))
 
 
 def make_synthetic(

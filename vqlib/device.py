@@ -39,8 +39,9 @@ def default_device() -> torch.device:
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """Turn ``None`` (the default device), a name or a ``torch.device`` into a device.
 
-    Raises ``ValueError`` naming ``device`` when the name is not a torch device, or
-    when it names an accelerator that this machine does not have.
+    Raises ``ValueError`` naming ``device`` when the name is not a torch device, when
+    it is not one vqlib trains on (``cpu``, ``cuda``, ``mps``; ``meta`` holds no data),
+    or when it names an accelerator that this machine does not have.
     """
     if device is None:
         return default_device()
@@ -48,6 +49,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as err:
         raise ValueError(f"device={device!r} is not a torch device name") from err
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device={device!r} is not a device vqlib can train on; use 'cpu', 'cuda' or 'mps'")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} asks for CUDA, but no CUDA device is available")
     if dev.type == "mps":

@@ -22,16 +22,18 @@ the device's memory; the chunking does not change any model's result.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._checks import positive_float, positive_int
+from ._checks import check_seed, positive_int
 from .data import check_images
 from .device import resolve_device
 from .model import VQVAE
+from .train import check_lr, check_training_set
 
 __all__ = ["fit_ensemble", "EnsembleHistory", "stack_parameters", "batched_layers", "batched_mlp"]
 
@@ -135,22 +137,27 @@ def fit_ensemble(
     """
     if not isinstance(models, (list, tuple)) or not models:
         raise ValueError("models must be a non-empty list of vqlib.VQVAE")
-    for m in models:
+    for r, m in enumerate(models):
         if not isinstance(m, VQVAE):
             raise ValueError(f"models must hold vqlib.VQVAE instances, got {type(m).__name__}")
+        first = next(i for i, other in enumerate(models) if other is m)
+        if first != r:  # each model trains in place: one object twice would be trained twice over
+            raise ValueError(f"models[{r}] is models[{first}]: every entry must be a distinct model")
     if kl_weight != 0:
         raise ValueError(f"fit_ensemble trains without a prior penalty; got kl_weight={kl_weight!r} "
                          "(use vqlib.fit for kl_weight > 0)")
     R = len(models)
     epochs = positive_int(epochs, "epochs")
     batch_size = positive_int(batch_size, "batch_size")
-    lr = positive_float(lr, "lr")
-    if isinstance(seeds, (list, tuple)) or (isinstance(seeds, Tensor) and seeds.dim() > 0):
-        seeds = [positive_int(int(s), "seeds", minimum=0) for s in seeds]
+    lr = check_lr(lr)
+    if isinstance(seeds, Tensor):
+        seeds = seeds.tolist()  # Python ints (or floats, refused below) instead of 0-d tensors
+    if isinstance(seeds, (list, tuple)):
+        seeds = [check_seed(s, "seeds entry") for s in seeds]
         if len(seeds) != R:
             raise ValueError(f"seeds has {len(seeds)} entries for {R} models")
     else:
-        seeds = [positive_int(int(seeds), "seeds", minimum=0)] * R
+        seeds = [check_seed(seeds, "seeds")] * R
     if isinstance(xs, Tensor) and xs.dim() == 5:
         xs = list(xs)
     if not isinstance(xs, (list, tuple)) or len(xs) != R:
@@ -167,6 +174,9 @@ def fit_ensemble(
                              "an ensemble needs one architecture (only the seed may differ)")
     dev = resolve_device(device)
     n = sizes.pop()
+    # one architecture and one n: one check does for all (a model that starts from data, if any)
+    fresh = [r for r, m in enumerate(models) if not bool(m.codebook_initialised)]
+    check_training_set(models[fresh[0] if fresh else 0], n, name=f"xs[{fresh[0] if fresh else 0}]")
     if chunk_size is None:
         chunk_size = _auto_chunk(models[0], batch_size, n, dev)
     chunk_size = positive_int(chunk_size, "chunk_size")
@@ -185,6 +195,9 @@ def fit_ensemble(
         from .train import _evaluate
 
         history.train_loss = [float(_evaluate(m, x, seed=s)[0].mean()) for m, x, s in zip(models, xs, seeds)]
+        if not all(map(math.isfinite, history.train_loss)):  # never a silent NaN
+            raise FloatingPointError(f"training diverged: some models' losses are not finite (lr={lr!r}); "
+                                     "try a smaller lr")
     return history
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._checks import positive_int
+from ._checks import check_seed, positive_int
 from .model import VQVAE
 from .priors import LatentPrior, UniformPrior
 
@@ -21,8 +21,11 @@ def generate(model: VQVAE, n: int, prior: LatentPrior | None = None, seed: int =
     much better. ``seed`` fixes the drawn codes, so the same call gives the same images.
     Returns a CPU tensor of shape (n, *model.in_shape).
     """
+    from .train import check_model
+
+    model = check_model(model)
     n = positive_int(n, "n")
-    seed = positive_int(seed, "seed", minimum=0)
+    seed = check_seed(seed)
     if prior is None:
         prior = UniformPrior(model.K, model.L)
     if not isinstance(prior, LatentPrior):

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._checks import positive_float, positive_int, unit_float
+from ._checks import positive_float, positive_int, real_array, unit_float
 
 __all__ = [
     "entropy",
@@ -62,7 +62,10 @@ MI_NEG_TOL = 1e-9
 
 def _as_labels(x: ArrayLike, name: str) -> NDArray:
     """Return ``x`` as a non-empty 1-D array of integer labels, or raise naming it."""
-    arr = np.asarray(x)
+    try:
+        arr = np.asarray(x)
+    except ValueError:  # ragged nested lists
+        raise ValueError(f"{name} must be a 1-D array of labels, got a ragged sequence") from None
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
     if arr.size == 0:
@@ -97,7 +100,7 @@ def _paired_codes(a: ArrayLike, b: ArrayLike) -> tuple[NDArray, int, NDArray, in
 
 def _unit_interval(x: ArrayLike, name: str) -> NDArray:
     """Return ``x`` as a float array with every entry in [0, 1], or raise naming it."""
-    arr = np.asarray(x, dtype=float)
+    arr = real_array(x, name, finite=False, allow_empty=True)  # refuses complex and non-numbers
     if not np.all((arr >= 0.0) & (arr <= 1.0)):  # also rejects NaN
         raise ValueError(f"{name} must lie in [0, 1]")
     return arr
@@ -105,7 +108,7 @@ def _unit_interval(x: ArrayLike, name: str) -> NDArray:
 
 def _distribution(x: ArrayLike, name: str) -> NDArray:
     """Return ``x`` as categorical distributions along the last axis, or raise."""
-    arr = np.asarray(x, dtype=float)
+    arr = real_array(x, name, finite=False, allow_empty=True)
     if arr.ndim == 0 or arr.shape[-1] == 0:
         raise ValueError(f"{name} must have a non-empty last axis, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
@@ -119,7 +122,7 @@ def _distribution(x: ArrayLike, name: str) -> NDArray:
 
 def _mi_values(x: ArrayLike, name: str) -> NDArray:
     """Return finite, non-negative MI values (tiny negatives clipped), or raise."""
-    arr = np.asarray(x, dtype=float)
+    arr = real_array(x, name, finite=False, allow_empty=True)
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} must be finite")
     if np.any(arr < -MI_NEG_TOL):
@@ -219,7 +222,7 @@ def quantile_bins(values: ArrayLike, n_bins: int) -> NDArray:
     edges (heavy ties) merge bins, and labels are renumbered ``0..k-1`` with
     ``k <= n_bins`` the number of non-empty bins, in increasing order of value.
     """
-    arr = np.asarray(values, dtype=float)
+    arr = real_array(values, "values", finite=False, allow_empty=True)
     if arr.ndim != 1 or arr.size == 0:
         raise ValueError(f"values must be a non-empty 1-D array, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
@@ -362,7 +365,7 @@ def kl_bernoulli(q: ArrayLike, p: ArrayLike) -> float | NDArray:
 def _kl_inverse_args(q: ArrayLike, c: ArrayLike) -> tuple[NDArray, NDArray]:
     """Validate and broadcast the arguments of the kl inverses."""
     q_arr = _unit_interval(q, "q")
-    c_arr = np.asarray(c, dtype=float)
+    c_arr = real_array(c, "c", finite=False, allow_empty=True)
     if np.any(np.isnan(c_arr)) or np.any(c_arr < 0.0):
         raise ValueError("c must be >= 0 (and not NaN)")
     return np.broadcast_arrays(q_arr, c_arr)
@@ -428,7 +431,7 @@ def test_set_bound(test_losses: ArrayLike, delta: float = 0.05) -> dict[str, flo
     Returns a dict with keys ``m``, ``mean``, ``delta``, ``hoeffding`` and
     ``kl_inverse``.
     """
-    losses = np.asarray(test_losses, dtype=float).ravel()
+    losses = real_array(test_losses, "test_losses", finite=False, allow_empty=True).ravel()
     if losses.size == 0:
         raise ValueError("test_losses must not be empty")
     if not np.all((losses >= 0.0) & (losses <= 1.0)):

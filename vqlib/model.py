@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._checks import positive_float, positive_int
+from ._checks import check_seed, fits_in_memory, nonnegative_float, positive_float, positive_int, real_number
 from .metrics import codebook_usage
 from .quantize import VectorQuantizer, kmeans
 
@@ -58,6 +58,12 @@ def _shape(in_shape) -> tuple[int, int, int]:
     for s in shape:
         positive_int(s, f"in_shape entry (in {in_shape!r})")
     return tuple(int(s) for s in shape)
+
+
+def _parameter_bytes(d: int, K: int, L: int, code_dim: int, enc: list[int], dec: list[int]) -> int:
+    """float32 bytes of the weights, the codebook and its EMA statistics (before building them)."""
+    layers = lambda sizes: sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))  # noqa: E731
+    return 4 * (layers([d, *enc, L * code_dim]) + layers([L * code_dim, *dec, d]) + 2 * K * code_dim + 2 * K)
 
 
 class VQVAE(nn.Module):
@@ -106,8 +112,7 @@ class VQVAE(nn.Module):
         self.K = positive_int(K, "K")
         self.L = positive_int(L, "L")
         self.code_dim = positive_int(code_dim, "code_dim")
-        if quantizer == "softmax":
-            positive_float(beta, "beta")
+        beta = positive_float(beta, "beta") if quantizer == "softmax" else real_number(beta, "beta")
         hidden = positive_int(hidden, "hidden")
         enc_w = positive_int(encoder_width if encoder_width is not None else hidden, "encoder_width")
         dec_w = positive_int(decoder_width if decoder_width is not None else hidden, "decoder_width")
@@ -115,10 +120,8 @@ class VQVAE(nn.Module):
         dec_d = positive_int(decoder_depth, "decoder_depth", minimum=0)
         if init not in ("kmeans", "data", "random"):
             raise ValueError(f"init={init!r} is not one of ('kmeans', 'data', 'random')")
-        self.commitment = float(commitment)
-        if not math.isfinite(self.commitment) or self.commitment < 0:
-            raise ValueError(f"commitment must be a finite number ≥ 0, got {commitment!r}")
-        self.init, self.dead_code_reset, self.seed = init, bool(dead_code_reset), int(seed)
+        self.commitment = nonnegative_float(commitment, "commitment")
+        self.init, self.dead_code_reset, self.seed = init, bool(dead_code_reset), check_seed(seed)
         self.config = dict(
             in_shape=self.in_shape, K=self.K, L=self.L, code_dim=self.code_dim, quantizer=quantizer,
             beta=float(beta), hidden=hidden, encoder_depth=enc_d, decoder_depth=dec_d,
@@ -127,6 +130,9 @@ class VQVAE(nn.Module):
             dead_code_reset=self.dead_code_reset, seed=self.seed,
         )
         d = math.prod(self.in_shape)
+        fits_in_memory(_parameter_bytes(d, self.K, self.L, self.code_dim, [enc_w] * enc_d, [dec_w] * dec_d),
+                       f"a VQVAE with K={self.K}, L={self.L}, code_dim={self.code_dim}, "
+                       f"encoder {enc_d}×{enc_w}, decoder {dec_d}×{dec_w}")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             self.encoder = _mlp([d] + [enc_w] * enc_d + [self.L * self.code_dim])
@@ -152,16 +158,16 @@ class VQVAE(nn.Module):
         squared distance ‖f(x)_l − e_k‖² lies in [0, 4]: the scale on which the softmax
         quantizer's β means something, and the sensitivity of chapter 6's stability bound.
         """
-        z = self.encoder(x.reshape(x.shape[0], -1)).reshape(-1, self.L, self.code_dim)
+        z = self.encoder(x.reshape(x.shape[0], math.prod(self.in_shape))).reshape(-1, self.L, self.code_dim)
         return F.normalize(z, dim=-1)
 
     def decode(self, z_q: Tensor) -> Tensor:
         """Decoder g(z_q) for codes of shape (N, L, code_dim) → (N, *in_shape) in [0, 1]."""
-        out = torch.sigmoid(self.decoder(z_q.reshape(z_q.shape[0], -1)))
+        out = torch.sigmoid(self.decoder(z_q.reshape(z_q.shape[0], self.L * self.code_dim)))
         return out.reshape(-1, *self.in_shape)
 
     def decode_indices(self, indices: Tensor) -> Tensor:
-        """x̂ = g(e_{J_1}, …, e_{J_L}) for latent variables ``indices`` of shape (N, L)."""
+        """x̂ = g(e_{J_1}, …, e_{J_L}) for latent variables ``indices`` of shape (N, L) (N = 0 gives none)."""
         indices = torch.as_tensor(indices, device=self.device)
         if indices.dim() != 2 or indices.shape[1] != self.L:
             raise ValueError(f"indices must have shape (N, L={self.L}), got {tuple(indices.shape)}")
@@ -212,8 +218,12 @@ class VQVAE(nn.Module):
         has mean 0 and variance 1 before the projection onto the sphere: freshly
         initialised networks map all inputs to nearly the same direction, which would
         give every input the same code at each position. Then the codebook starts from
-        k-means on the encodings (or random encodings, for ``init="data"``).
+        k-means on the encodings (or random encodings, for ``init="data"``). The rescaling
+        needs a spread: ``x`` must hold at least 2 inputs (else ``ValueError``).
         """
+        if x.shape[0] < 2:
+            raise ValueError(f"init_codebook needs at least 2 inputs to standardise the encoder outputs, "
+                             f"got {x.shape[0]}")
         last = self.encoder[-1]
         raw = self.encoder(x.reshape(x.shape[0], -1))
         mean, std = raw.mean(0), raw.std(0).clamp_min(1e-6)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._checks import positive_float, positive_int
+from ._checks import check_seed, positive_float, positive_int, real_array
 
 __all__ = ["AggregatedPrior", "LatentPrior", "MarkovPrior", "UniformPrior", "PRIORS", "make_prior"]
 
@@ -62,7 +62,7 @@ class LatentPrior:
 
     def check_posteriors(self, q, name: str = "posteriors") -> np.ndarray:
         """``q`` as a float64 array (n, L, K) of per-position distributions, or ValueError."""
-        arr = np.asarray(_as_numpy(q), dtype=np.float64)
+        arr = real_array(q, name, finite=False, allow_empty=True)  # refuses complex values and non-numbers
         if arr.ndim != 3 or arr.shape[1:] != (self.L, self.K):
             raise ValueError(f"{name} must have shape (n, L={self.L}, K={self.K}), got {arr.shape}")
         if not np.all(np.isfinite(arr)) or arr.min(initial=0.0) < 0:
@@ -120,7 +120,7 @@ def _entropy(q: np.ndarray) -> np.ndarray:
 
 def _n_and_generator(n, seed) -> tuple[int, torch.Generator]:
     n = positive_int(n, "n")
-    seed = positive_int(seed, "seed", minimum=0)
+    seed = check_seed(seed)
     return n, torch.Generator().manual_seed(seed)
 
 

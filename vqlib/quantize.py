@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._checks import choice, positive_float, positive_int
+from ._checks import choice, positive_float, positive_int, unit_float
 
 __all__ = ["Quantized", "VectorQuantizer", "kmeans", "QUANTIZERS", "CODEBOOK_UPDATES"]
 
@@ -116,9 +116,8 @@ class VectorQuantizer(nn.Module):
         # β only matters to the softmax quantizer, so only there must it be valid.
         self.beta = positive_float(beta, "beta") if quantizer == "softmax" else float(beta)
         self.update = choice(update, "codebook", CODEBOOK_UPDATES)
-        if not 0.0 < decay < 1.0:
-            raise ValueError(f"decay must lie in (0, 1), got {decay!r}")
-        self.decay, self.eps = float(decay), float(eps)
+        self.decay = unit_float(decay, "decay", open_left=True, open_right=True)
+        self.eps = positive_float(eps, "eps")
         codebook = torch.randn(self.K, self.code_dim)
         self.codebook = nn.Parameter(codebook, requires_grad=self.update == "loss")
         self.register_buffer("ema_count", torch.ones(self.K))

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._checks import positive_int, unit_float
+from ._checks import check_seed, positive_int, unit_float
 from .data import check_images
 from .information import test_set_bound
 
@@ -49,7 +49,7 @@ def make_supersample(x, n: int, *, supersample_seed: int) -> Supersample:
     n = positive_int(n, "n")
     if 2 * n > len(x):
         raise ValueError(f"n={n} is larger than half the data ({len(x)} inputs allow n ≤ {len(x) // 2})")
-    seed = positive_int(supersample_seed, "supersample_seed", minimum=0)
+    seed = check_seed(supersample_seed, "supersample_seed")
     rows = np.random.default_rng(seed).choice(len(x), size=2 * n, replace=False).reshape(n, 2)
     points = x[torch.as_tensor(rows.reshape(-1))].reshape(n, 2, *x.shape[1:])
     return Supersample(points=points, source_index=rows, supersample_seed=seed)
@@ -58,14 +58,14 @@ def make_supersample(x, n: int, *, supersample_seed: int) -> Supersample:
 def draw_mask(n: int, *, mask_seed: int) -> np.ndarray:
     """U ∈ {0,1}^n with independent fair coins (chapter 2)."""
     n = positive_int(n, "n")
-    seed = positive_int(mask_seed, "mask_seed", minimum=0)
+    seed = check_seed(mask_seed, "mask_seed")
     return np.random.default_rng(seed).integers(0, 2, size=n)
 
 
 def draw_permutation(n: int, *, mask_seed: int) -> np.ndarray:
     """T: a uniform permutation of the 2n supersample points (chapter 5)."""
     n = positive_int(n, "n")
-    seed = positive_int(mask_seed, "mask_seed", minimum=0)
+    seed = check_seed(mask_seed, "mask_seed")
     return np.random.default_rng(seed).permutation(2 * n)
 
 
@@ -226,15 +226,19 @@ def run_supersample(
         raise ValueError(f"n={n} is larger than half the data ({len(x)} inputs allow n ≤ {len(x) // 2})")
     n_masks = positive_int(n_masks, "n_masks", minimum=2)
     n_supersamples = positive_int(n_supersamples, "n_supersamples")
-    seed = positive_int(seed, "seed", minimum=0)
+    seed = check_seed(seed)
     if train not in ("all", "encoder"):
         raise ValueError(f"train={train!r} is not one of ('all', 'encoder')")
+    if learner == "vqvae" and train == "all" and n < 2:  # each model starts its codebook from its n inputs
+        raise ValueError(f"n={n}: a VQ-VAE trained on the n points of a training half needs n ≥ 2")
+    if learner == "vqvae" and train == "encoder" and len(x) - 2 * n < 2:
+        raise ValueError(f"n={n}: train='encoder' first trains on the data outside the supersample, and "
+                         f"{len(x)} inputs leave {len(x) - 2 * n} outside it; it needs n ≤ {(len(x) - 2) // 2}")
     if learner not in ("vqvae", "kmeans"):
         raise ValueError(f"learner={learner!r} is not one of ('vqvae', 'kmeans')")
     if learner == "kmeans" and (L != 1 or train != "all"):
         raise ValueError(f"learner='kmeans' quantizes whole inputs: it needs L=1 and train='all', got L={L!r}, train={train!r}")
-    if not 0 < delta < 1:
-        raise ValueError(f"delta must lie in (0, 1), got {delta!r}")
+    delta = unit_float(delta, "delta", open_left=True, open_right=True)
     if confidence is not None:
         unit_float(confidence, "confidence", open_left=True, open_right=True)
     config = dict(n=n, K=K, L=L, n_masks=n_masks, n_supersamples=n_supersamples, epochs=epochs,
@@ -288,6 +292,8 @@ def run_supersample(
                     post = model.posterior(flat.to(model.device)).cpu().numpy()
                 losses[s, m] = point_losses.numpy().reshape(n, 2)
                 posts[s, m] = post.reshape(n, 2, L, K)
+        if not np.isfinite(losses).all():  # never a silent NaN in a bound
+            raise FloatingPointError(f"training diverged: some losses are not finite (lr={lr!r}); try a smaller lr")
     rows, per_pair, run_gaps, held_out = [], [], [], []
     rows_idx = np.arange(n)
     for s in range(S):

@@ -6,12 +6,13 @@ which is what every bound of the book is computed from.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import Tensor
 
-from ._checks import positive_float, positive_int
+from ._checks import check_seed, positive_float, positive_int, real_array
 from .data import check_images
 from .device import resolve_device
 from .metrics import codebook_usage, normalised_mse, per_input_loss
@@ -53,6 +54,43 @@ class History:
         return rows_to_csv(self.rows(), path)
 
 
+#: A codebook of at least this many codes, far more than the encoder outputs it is trained
+#: on, draws a warning: most codes can never be used, and each costs time and memory.
+LARGE_CODEBOOK = 1024
+
+
+def check_model(model, name: str = "model") -> VQVAE:
+    """``model`` if it is a :class:`vqlib.VQVAE`, else ``ValueError`` naming ``name`` (chapter 1)."""
+    if not isinstance(model, VQVAE):
+        raise ValueError(f"{name} must be a vqlib.VQVAE, got {type(model).__name__}")
+    return model
+
+
+def check_lr(lr) -> float:
+    """The learning rate as a float > 0 that float32 weights can take, else ``ValueError`` (chapter 1)."""
+    lr = positive_float(lr, "lr")
+    if lr > torch.finfo(torch.float32).max:
+        raise ValueError(f"lr must be at most {torch.finfo(torch.float32).max:.3g} (float32 weights), got {lr!r}")
+    return lr
+
+
+def check_training_set(model: VQVAE, n: int, name: str = "x") -> None:
+    """What :func:`fit` and :func:`vqlib.ensemble.fit_ensemble` ask of ``n`` training inputs (chapters 1–4).
+
+    A codebook not yet initialised starts from the data (:meth:`VQVAE.init_codebook`),
+    which needs at least 2 inputs: one input has no spread, and its start would be NaN.
+    A codebook of ``LARGE_CODEBOOK`` codes or more that exceeds 4 × the n·L encoder
+    outputs gives a warning: at most n·L codes can ever be chosen on the training data.
+    """
+    if n < 2 and not bool(model.codebook_initialised):
+        raise ValueError(f"{name} must hold at least 2 inputs to initialise the codebook from data, got {n}")
+    outputs = n * model.L
+    if model.K >= LARGE_CODEBOOK and model.K > 4 * outputs:
+        warnings.warn(f"K={model.K} codes far exceed the {outputs} encoder outputs of {n} training inputs "
+                      f"(L={model.L}): at most {outputs} codes can be used, and every code costs time and memory",
+                      UserWarning, stacklevel=3)
+
+
 def _progress(iterable, enabled: bool, desc: str):
     if not enabled:
         return iterable
@@ -89,15 +127,17 @@ def fit(
     posterior, and for the nearest quantizer its tempered version (the one-hot
     nearest-code posterior passes no gradient).
     """
+    model = check_model(model)
     epochs = positive_int(epochs, "epochs")
     batch_size = positive_int(batch_size, "batch_size")
-    lr = positive_float(lr, "lr")
-    seed = positive_int(seed, "seed", minimum=0)
+    lr = check_lr(lr)
+    seed = check_seed(seed)
     x = check_images(x, name="x", in_shape=model.in_shape)
     if x_val is not None:
         x_val = check_images(x_val, name="x_val", in_shape=model.in_shape)
     dev = resolve_device(device)
     log_prior = _kl_log_prior(model, kl_weight, kl_prior)
+    check_training_set(model, len(x))
     model.to(dev)
     x = x.to(dev)
     history = History(seed=seed, config=dict(model.config, epochs=epochs, batch_size=batch_size, lr=lr))
@@ -132,6 +172,9 @@ def fit(
                 reset = model.quantizer.reset_dead_codes(z, generator=gen)
             model.eval()
             losses, indices = _evaluate(model, x, seed=seed)
+            if not torch.isfinite(losses).all():  # never a silent NaN: stop at the first epoch that has one
+                raise FloatingPointError(f"training diverged: the loss is not finite after epoch {epoch} "
+                                         f"(lr={lr!r}); try a smaller lr")
             usage = codebook_usage(indices, model.K)
             val = float(_evaluate(model, x_val, seed=seed)[0].mean()) if x_val is not None else None
             history.epochs.append(EpochRecord(
@@ -153,7 +196,7 @@ def _kl_log_prior(model: VQVAE, kl_weight, kl_prior) -> Tensor | None:
         raise ValueError(f"kl_weight > 0 needs the model's beta to be a finite number > 0, got {model.beta!r}")
     if kl_prior is None:
         return torch.full((model.L, model.K), -float(torch.log(torch.tensor(float(model.K)))))
-    prior = torch.as_tensor(kl_prior, dtype=torch.float32)
+    prior = torch.as_tensor(real_array(kl_prior, "kl_prior", finite=False), dtype=torch.float32)
     if prior.dim() == 1:
         prior = prior.expand(model.L, -1)
     if tuple(prior.shape) != (model.L, model.K):
@@ -189,20 +232,20 @@ def reconstruction_loss(model: VQVAE, x, *, seed: int = 0, batch_size: int = 102
     Computed in evaluation mode (the EMA codebook is not touched). For the softmax
     quantizer the latent variables are sampled with a generator seeded by ``seed``.
     """
-    x = check_images(x, name="x", in_shape=model.in_shape)
-    return _evaluate(model, x, seed=seed, batch_size=positive_int(batch_size, "batch_size"))[0]
+    x = check_images(x, name="x", in_shape=check_model(model).in_shape)
+    return _evaluate(model, x, seed=check_seed(seed), batch_size=positive_int(batch_size, "batch_size"))[0]
 
 
 def encode_indices(model: VQVAE, x, *, seed: int = 0, batch_size: int = 1024) -> Tensor:
     """The latent variables J of each input in evaluation mode, shape (N, L)."""
-    x = check_images(x, name="x", in_shape=model.in_shape)
-    return _evaluate(model, x, seed=seed, batch_size=positive_int(batch_size, "batch_size"))[1]
+    x = check_images(x, name="x", in_shape=check_model(model).in_shape)
+    return _evaluate(model, x, seed=check_seed(seed), batch_size=positive_int(batch_size, "batch_size"))[1]
 
 
 def evaluate(model: VQVAE, x, *, seed: int = 0) -> dict:
     """Mean loss, normalised MSE, perplexity and used fraction of ``model`` on ``x``."""
-    x = check_images(x, name="x", in_shape=model.in_shape)
-    losses, indices = _evaluate(model, x, seed=seed)
+    x = check_images(x, name="x", in_shape=check_model(model).in_shape)
+    losses, indices = _evaluate(model, x, seed=check_seed(seed))
     usage = codebook_usage(indices, model.K)
     return {
         "loss": float(losses.mean()),

@@ -9,7 +9,9 @@ A sweep is a grid of independent jobs: each key in ``grid`` names a configuratio
 that holds a list, and one job takes one value of each. ``compute(x, **job)`` trains
 and measures one job and returns its tidy rows. Jobs are cached one by one, so an
 interrupted sweep resumes where it stopped, and they can run in parallel
-(``executor="dask"``, see :mod:`vqlib.jobs`).
+(``executor="dask"``, see :mod:`vqlib.jobs`). A job's rows follow the sweep's schema
+(:meth:`Sweep.check_rows`), checked when they are computed and again whenever they are
+read back from the cache.
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ class Sweep:
     compute : ``compute(x, **job) -> list[dict]``, the rows of one job; ``x`` is the
         dataset's images as a float tensor (N, C, H, W) in [0, 1].
     grid : configuration keys whose list values are swept, one job per combination.
+    columns : columns every row must hold, beyond the seeds (part of :meth:`check_rows`).
     """
 
     name: str
@@ -47,6 +50,7 @@ class Sweep:
     full: Mapping
     compute: Callable[..., list[dict]]
     grid: tuple[str, ...] = field(default=())
+    columns: tuple[str, ...] = field(default=())
 
     def config(self, profile: str | None = None, **overrides) -> dict:
         """The configuration of ``profile`` (default: :func:`vqlib.current_profile`), with overrides."""
@@ -57,6 +61,10 @@ class Sweep:
         unknown = sorted(set(overrides) - set(config))
         if unknown:
             raise ValueError(f"sweep {self.name!r} has no setting(s) {unknown}; it has {sorted(config)}")
+        for key, value in overrides.items():
+            default = config[key]
+            if isinstance(default, (list, tuple)) and default and isinstance(value, (list, tuple)) and not value:
+                raise ValueError(f"sweep {self.name!r}: setting {key!r} must hold a non-empty list, got {value!r}")
         config.update(overrides)
         for key in self.grid:
             if not isinstance(config.get(key), (list, tuple)) or not config[key]:
@@ -70,6 +78,45 @@ class Sweep:
             return [dict(config)]
         values = [config[key] for key in self.grid]
         return [dict(config, **dict(zip(self.grid, combo))) for combo in itertools.product(*values)]
+
+    def check_rows(self, rows) -> str | None:
+        """What is wrong with ``rows`` as one job's rows of this sweep (None: nothing).
+
+        The schema: a non-empty list of JSON objects, each naming its seeds (a column
+        whose name holds "seed", the book's convention) and holding ``columns``.
+        """
+        from ..cache import rows_problem
+
+        problem = rows_problem(rows)
+        if problem is None and not rows:
+            problem = "it holds no rows"
+        for i, row in enumerate(rows if problem is None else []):
+            missing = [c for c in self.columns if c not in row]
+            if missing:
+                return f"its row {i} lacks the column(s) {missing}"
+            if not any("seed" in key for key in row):
+                return f"its row {i} names no seed"
+        return problem
+
+    def count_cached(self, profile: str | None = None, *, root=None, **overrides) -> tuple[int, int]:
+        """(jobs with a healthy cache entry in ``root``, all jobs) of this configuration; reads only.
+
+        ``root`` defaults to ``VQLIB_CACHE``. Used by ``python -m vqlib`` to say what a
+        rerun will resume from.
+        """
+        from ..cache import cache_dir, is_cached
+        from ..data import load_dataset
+
+        config = self.config(profile, **overrides)
+        dataset = config.pop("dataset", "digits")
+        jobs = self.jobs(config)
+        root = cache_dir() if root is None else root
+        if root is None:
+            return 0, len(jobs)
+        x = load_dataset(dataset)
+        done = sum(is_cached(self.name, dict(job, dataset=dataset), data=x, root=root, validate=self.check_rows)
+                   for job in jobs)
+        return done, len(jobs)
 
     def run(self, profile: str | None = None, *, cache: bool = True, refresh: bool = False,
             executor: str = "serial", workers: int = 2, progress: bool = False, **overrides) -> list[dict]:
@@ -95,17 +142,17 @@ class Sweep:
         # and under this process's code fingerprint
         root = cache_dir() if cache else None
         code = code_fingerprint()
-        name, compute = self.name, self.compute
+        name, compute, check = self.name, self.compute, self.check_rows
 
         def one(job):
             return cached(name, dict(job, dataset=dataset), lambda: compute(x, **job), data=x, refresh=refresh,
-                          root=root, code=code)
+                          root=root, code=code, validate=check)
 
         results: list = [None] * len(jobs)
         todo = list(range(len(jobs)))
         if root is not None and not refresh:  # warm jobs are read here, never sent to a worker
             for i, job in enumerate(jobs):
-                results[i] = lookup(name, dict(job, dataset=dataset), data=x, root=root, code=code)
+                results[i] = lookup(name, dict(job, dataset=dataset), data=x, root=root, code=code, validate=check)
             todo = [i for i in todo if results[i] is None]
         if executor == "serial":
             it = todo

@@ -70,6 +70,7 @@ MODEL = register(Sweep(
     quick=dict(K=32, L=8, data="digits", epochs=40, train_seed=0),
     full=dict(K=32, L=8, data="digits", epochs=150, train_seed=0),
     compute=_model,
+    columns=("K", "L", "history", "state"),
 ))
 
 LATENTS = register(Sweep(
@@ -80,5 +81,6 @@ LATENTS = register(Sweep(
     full=dict(K=[1, 2, 4, 8, 16, 32, 64, 128, 256, 512], L=[1, 2, 4, 8, 16, 32], data="digits", epochs=150,
               train_seed=0, n_shown=12),
     compute=_latents,
+    columns=("K", "L", "train_loss", "test_loss", "gap"),
     grid=("L", "K"),
 ))

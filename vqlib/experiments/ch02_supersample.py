@@ -102,6 +102,7 @@ KMEANS = register(Sweep(
     full=dict(n=[10, 20, 40, 80, 160, 320, 640], K=[4, 16], data="digits", split="all", n_masks=512,
               n_supersamples=10, confidence=0.95, seed=0),
     compute=_kmeans,
+    columns=("n", "K", "gap", "bounds", "certified"),
     grid=("n", "K"),
 ))
 
@@ -114,6 +115,7 @@ COVERAGE = register(Sweep(
     full=dict(learner=["kmeans", "vqvae"], data="digits", split="all", n_runs=4096,
               mask_counts=[6, 16, 32, 64, 128, 256, 512, 1024], n_experiments=200, confidence=0.95, seed=0),
     compute=_coverage,
+    columns=("learner", "experiments", "summary"),
     grid=("learner",),
 ))
 
@@ -126,4 +128,5 @@ VQVAE_RUNS = register(Sweep(
     full=dict(n=16, K=8, L=4, data="digits", split="all", n_masks=512, n_supersamples=10, epochs=100, hidden=32,
               confidence=0.95, seed=0),
     compute=_vqvae,
+    columns=("n", "K", "L", "gap", "bounds", "certified"),
 ))

@@ -82,6 +82,7 @@ MEMORISER = register(Sweep(
     quick=dict(_COMMON, K=256, L=8, hidden=32, supersample_seeds=list(range(6)), mask_seeds=list(range(12))),
     full=dict(_COMMON, K=256, L=8, hidden=32, supersample_seeds=list(range(40)), mask_seeds=list(range(32))),
     compute=_memoriser,
+    columns=("K", "L", "row", "part"),
 ))
 
 PARTS_SWEEP = register(Sweep(
@@ -93,5 +94,6 @@ PARTS_SWEEP = register(Sweep(
     full=dict(_COMMON, K=[1, 2, 4, 8, 16, 32, 64, 128], L=4, hidden=32, lr=3e-3, steps=300,
               supersample_seeds=list(range(8)), mask_seeds=list(range(32)), rescue_K=16, rescue_decoder_steps=1000),
     compute=_parts,
+    columns=("K", "L", "row", "part"),
     grid=("K",),
 ))

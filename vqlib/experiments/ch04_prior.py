@@ -104,6 +104,7 @@ MAIN = register(Sweep(
     quick=dict(_COMMON, K=64, L=4, n=16, supersample_seeds=[0, 1, 2, 3], n_masks=128, reference_epochs=30),
     full=dict(_COMMON, K=64, L=4, n=16, supersample_seeds=list(range(8)), n_masks=512, reference_epochs=60),
     compute=_main,
+    columns=("K", "L", "n", "summary"),
 ))
 
 SETTINGS = register(Sweep(
@@ -115,5 +116,6 @@ SETTINGS = register(Sweep(
     full=dict(_COMMON, setting=axis_settings(_BASE, AXES_FULL), supersample_seeds=list(range(6)), n_masks=16,
               reference_epochs=60),
     compute=_settings,
+    columns=("K", "L", "n", "summary"),
     grid=("setting",),
 ))

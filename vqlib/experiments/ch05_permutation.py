@@ -45,6 +45,7 @@ EXACT = register(Sweep(
     full=dict(dataset="digits", n=[2, 3, 4, 5], settings=[[1, 1], [1, 2], [2, 1], [2, 2]],
               supersample_seeds=list(range(20)), swap_rounds=3),
     compute=_exact,
+    columns=("n", "K", "L", "exact_gap", "exact_information"),
     grid=("n",),
 ))
 
@@ -57,5 +58,6 @@ MONTE_CARLO = register(Sweep(
     full=dict(dataset="digits", L=[1, 4], Ks=[1, 2, 4, 8], NS=[8, 16, 32, 64, 128, 256, 512],
               supersample_seeds=list(range(6)), mask_seeds=list(range(30)), swap_rounds=3),
     compute=_monte_carlo,
+    columns=("n", "K", "L", "gap"),
     grid=("L",),
 ))

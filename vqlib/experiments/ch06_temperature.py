@@ -77,5 +77,6 @@ TEMPERATURE = register(Sweep(
               hidden=64, reference_epochs=60, reference_lr=5e-3, n_supersamples=8, n_masks=256, steps=100,
               lr=1e-2, n_samples=64, train_seed=0, sample_seed=0),
     compute=_compute,
+    columns=("beta", "K", "L", "gap", "stability"),
     grid=("beta",),
 ))

@@ -111,6 +111,7 @@ PRIORS = register(Sweep(
     full=dict(_COMMON_FULL, KL=[[16, 4], [32, 8], [64, 8], [64, 16]], train_seed=[0, 1, 2, 3, 4],
               betas=[2.0, 5.0, 20.0, 80.0, None]),
     compute=_priors_job,
+    columns=("K", "L", "prior", "bound", "w2_gen"),
     grid=("KL", "train_seed"),
 ))
 
@@ -122,5 +123,6 @@ PENALTY = register(Sweep(
     full=dict(_COMMON_FULL, kl_weight=[0.0, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 1.0], train_seed=[0, 1, 2, 3, 4],
               K=32, L=8, beta=5.0),
     compute=_penalty_job,
+    columns=("kl_weight", "K", "L", "prior", "bound", "w2_gen"),
     grid=("kl_weight", "train_seed"),
 ))

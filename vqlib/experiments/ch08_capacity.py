@@ -39,5 +39,6 @@ CAPACITY = register(Sweep(
     full=dict(setting=capacity_settings(BASE, AXES_FULL), seeds=list(range(10)), n=200, n_test=1000,
               epochs=300, batch_size=25, lr=2e-3, code_dim=8),
     compute=_compute,
+    columns=("K", "L", "gap", "train_loss", "test_loss"),
     grid=("setting",),
 ))
