@@ -36,7 +36,7 @@ class Counter:
     def __call__(self):
         self.calls += 1
         model = vqlib.VQVAE((1, 8, 8), 4, 1, hidden=8, seed=self.seed)
-        vqlib.fit(model, self.x, epochs=1, seed=self.seed, device="cpu")
+        vqlib.fit(model, self.x, epochs=1, train_seed=self.seed, device="cpu")
         losses = vqlib.reconstruction_loss(model, self.x[:3], seed=self.seed)
         return [{"seed": self.seed, "i": i, "loss": np.float32(v), "pair": (i, i + 1)} for i, v in enumerate(losses)]
 

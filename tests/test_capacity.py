@@ -140,7 +140,7 @@ def test_capacity_runs_match_a_model_trained_alone_with_fit(digits):
     x_train, x_test = digits[order[:30]], digits[order[30:90]]
     model = vqlib.VQVAE(digits.shape[1:], BASE["K"], BASE["L"], encoder_depth=1, decoder_depth=2,
                         encoder_width=16, decoder_width=16, seed=4)
-    vqlib.fit(model, x_train, epochs=3, batch_size=10, lr=3e-3, seed=4)
+    vqlib.fit(model, x_train, epochs=3, batch_size=10, lr=3e-3, train_seed=4)
     assert row["train_loss"] == pytest.approx(vqlib.reconstruction_loss(model, x_train, seed=4).mean().item(), abs=1e-4)
     assert row["test_loss"] == pytest.approx(vqlib.reconstruction_loss(model, x_test, seed=4).mean().item(), abs=1e-4)
 

@@ -234,7 +234,7 @@ def test_certificate_covers_a_learner_of_known_law():
 
 def test_certificate_on_real_runs_is_above_the_measured_gap():
     x = vqlib.load_dataset("digits", split="all")
-    r = vqlib.run_supersample(x, n=10, K=4, L=1, n_masks=64, n_supersamples=2, learner="kmeans", seed=0)
+    r = vqlib.run_supersample(x, n=10, K=4, L=1, n_masks=64, n_supersamples=2, learner="kmeans", train_seed=0)
     assert r.confidence == 0.95 and set(r.certified) >= {"ld_cmi_cosh", "ld_cmi", "e_cmi_cosh", "e_cmi", "held_out"}
     for name, value in r.certified.items():
         assert value >= r.gap - 2 * r.gap_sem, name
@@ -246,7 +246,7 @@ def test_certificate_on_real_runs_is_above_the_measured_gap():
     U = np.stack([r.pairs(s)["U"] for s in (0, 1)])
     assert vqlib.certified_bounds(loss, U)["ld_cmi_cosh"] == pytest.approx(r.certified["ld_cmi_cosh"])
     # reproducible
-    again = vqlib.run_supersample(x, n=10, K=4, L=1, n_masks=64, n_supersamples=2, learner="kmeans", seed=0)
+    again = vqlib.run_supersample(x, n=10, K=4, L=1, n_masks=64, n_supersamples=2, learner="kmeans", train_seed=0)
     assert again.certified == r.certified
 
 

@@ -68,6 +68,7 @@ def test_show_prints_the_resolved_configuration(cache, capsys):
     assert shown["profile"] == "full" and shown["grid"] == ["n"]
     assert shown["config"] == dict(experiments.get("ch05-exact").full, swap_rounds=2)
     assert shown["jobs"] == len(shown["config"]["n"])
+    assert shown["reads"] == ["digits:train"]  # the data the sweep declares it reads
 
 
 def test_run_writes_csv_and_json_and_then_reads_the_cache(cache, tmp_path):

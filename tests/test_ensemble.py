@@ -37,9 +37,9 @@ def _compare(x, n, seeds, epochs=8, chunk_size=None, batch_size=64, **kw):
     xs, flat = _halves(x, n, len(seeds))
     alone = [vqlib.VQVAE((1, 8, 8), 8, 4, seed=s, hidden=32, **kw) for s in seeds]
     batch = [vqlib.VQVAE((1, 8, 8), 8, 4, seed=s, hidden=32, **kw) for s in seeds]
-    hist = [vqlib.fit(m, xx, epochs=epochs, batch_size=batch_size, seed=s, device="cpu")
+    hist = [vqlib.fit(m, xx, epochs=epochs, batch_size=batch_size, train_seed=s, device="cpu")
             for m, xx, s in zip(alone, xs, seeds)]
-    ens = fit_ensemble(batch, xs, epochs=epochs, batch_size=batch_size, seeds=seeds, chunk_size=chunk_size,
+    ens = fit_ensemble(batch, xs, epochs=epochs, batch_size=batch_size, train_seeds=seeds, chunk_size=chunk_size,
                        device="cpu")
     for a, b, h, loss, s in zip(alone, batch, hist, ens.train_loss, seeds):
         assert not b.training
@@ -76,7 +76,7 @@ def test_softmax_quantizer_matches_fit(digits):
 def test_frozen_codebook_and_decoder(digits):
     xs, _ = _halves(digits, 30, 3)
     ref = vqlib.VQVAE((1, 8, 8), 8, 4, seed=0, hidden=32)
-    vqlib.fit(ref, digits[200:400], epochs=2, seed=0, device="cpu")
+    vqlib.fit(ref, digits[200:400], epochs=2, train_seed=0, device="cpu")
     alone, batch = [], []
     for _ in range(3):
         for group in (alone, batch):
@@ -84,8 +84,8 @@ def test_frozen_codebook_and_decoder(digits):
             m.load_state_dict(ref.state_dict())
             group.append(m.freeze_codebook_and_decoder())
     for m, xx in zip(alone, xs):
-        vqlib.fit(m, xx, epochs=5, seed=0, device="cpu")
-    fit_ensemble(batch, xs, epochs=5, seeds=0, device="cpu", evaluate=False)
+        vqlib.fit(m, xx, epochs=5, train_seed=0, device="cpu")
+    fit_ensemble(batch, xs, epochs=5, train_seeds=0, device="cpu", evaluate=False)
     for a, b in zip(alone, batch):
         assert _max_diff(a, b) <= TOL
         assert torch.equal(b.decoder[0].weight, ref.decoder[0].weight)
@@ -98,8 +98,8 @@ def test_tolerance_detects_a_different_seed(digits):
     xs, _ = _halves(digits, 16, 2)
     a = vqlib.VQVAE((1, 8, 8), 8, 4, seed=0, hidden=32)
     b = vqlib.VQVAE((1, 8, 8), 8, 4, seed=0, hidden=32)
-    vqlib.fit(a, xs[0], epochs=4, seed=0, device="cpu")
-    fit_ensemble([b, vqlib.VQVAE((1, 8, 8), 8, 4, seed=0, hidden=32)], xs, epochs=4, seeds=[1, 0], device="cpu")
+    vqlib.fit(a, xs[0], epochs=4, train_seed=0, device="cpu")
+    fit_ensemble([b, vqlib.VQVAE((1, 8, 8), 8, 4, seed=0, hidden=32)], xs, epochs=4, train_seeds=[1, 0], device="cpu")
     assert _max_diff(a, b) > 1e3 * TOL
 
 
@@ -113,7 +113,7 @@ def test_rejects_bad_input(digits):
     with pytest.raises(ValueError, match="architecture"):
         fit_ensemble([models[0], vqlib.VQVAE((1, 8, 8), 16, 4)], xs)
     with pytest.raises(ValueError, match="seeds"):
-        fit_ensemble(models, xs, seeds=[0, 1, 2])
+        fit_ensemble(models, xs, train_seeds=[0, 1, 2])
     with pytest.raises(ValueError, match="kl_weight"):
         fit_ensemble(models, xs, kl_weight=0.1)
     with pytest.raises(ValueError, match="epochs"):

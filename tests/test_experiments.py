@@ -88,7 +88,7 @@ def test_ch02_rows_equal_a_direct_run(cache):
 
     row = experiments.get("ch02-kmeans").run("quick", **TINY["ch02-kmeans"])[0]
     direct = vqlib.run_supersample(vqlib.load_dataset("digits", split="all"), n=4, K=2, L=1, n_masks=2,
-                                   n_supersamples=1, learner="kmeans", seed=0)
+                                   n_supersamples=1, learner="kmeans", train_seed=0)
     assert row["gap"] == direct.gap and row["bounds"] == direct.bounds
     assert row["supersample_seeds"] == [0] and row["mask_seeds"] == [0, 1] and row["train_seed"] == 0
 
@@ -136,7 +136,7 @@ def test_ch01_row_rebuilds_the_trained_model(cache):
     model = model_of(row)
     x_train, x_test = vqlib.load_dataset("digits"), vqlib.load_dataset("digits", split="test")
     direct = vqlib.VQVAE(x_train.shape[1:], K=2, L=1)
-    history = vqlib.fit(direct, x_train, epochs=1, seed=0, x_val=x_test)
+    history = vqlib.fit(direct, x_train, epochs=1, train_seed=0, x_val=x_test)
     assert row["history"] == json.loads(json.dumps(history.rows()))
     assert torch.equal(vqlib.reconstruction_loss(model, x_test), vqlib.reconstruction_loss(direct, x_test))
     assert not model.training

@@ -19,7 +19,7 @@ def split():
 
 def _model(x_train, K=16, L=4, seed=0, epochs=6, **kw):
     model = vqlib.VQVAE((1, 8, 8), K, L, hidden=32, seed=seed, beta=5.0)
-    vqlib.fit(model, x_train, epochs=epochs, lr=3e-3, seed=seed, **kw)
+    vqlib.fit(model, x_train, epochs=epochs, lr=3e-3, train_seed=seed, **kw)
     return model
 
 
@@ -202,7 +202,7 @@ def test_output_ranges_enumerated_and_interval(model):
 
 def test_interval_ranges_deeper_decoder(split):
     m = vqlib.VQVAE((1, 8, 8), 4, 3, hidden=16, decoder_depth=3, seed=2)
-    vqlib.fit(m, split[0][:200], epochs=1, seed=2)
+    vqlib.fit(m, split[0][:200], epochs=1, train_seed=2)
     lo, hi = vqlib.generation.output_ranges(m)  # 64 codes: exact
     lo_ibp, hi_ibp = vqlib.generation.output_ranges(m, max_enumerate=0)
     assert torch.all(lo_ibp <= lo + 1e-6) and torch.all(hi <= hi_ibp + 1e-6)

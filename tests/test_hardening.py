@@ -117,13 +117,15 @@ def test_seeds_are_checked_everywhere(x, seed, match):
     with pytest.raises(ValueError, match=f"seed must be .*{match}"):
         vqlib.VQVAE((1, 8, 8), K=2, L=1, seed=seed)
     with pytest.raises(ValueError, match=f"seed must be .*{match}"):
-        vqlib.fit(tiny(), x[:8], epochs=1, seed=seed)
+        vqlib.fit(tiny(), x[:8], epochs=1, train_seed=seed)
     with pytest.raises(ValueError, match=f"seeds must be .*{match}"):
-        fit_ensemble([tiny(), tiny()], [x[:8], x[8:16]], epochs=1, seeds=seed)
+        fit_ensemble([tiny(), tiny()], [x[:8], x[8:16]], epochs=1, train_seeds=seed)
     with pytest.raises(ValueError, match=f"seed must be .*{match}"):
         vqlib.reconstruction_loss(tiny(), x[:2], seed=seed)
     with pytest.raises(ValueError, match=f"seed must be .*{match}"):
-        vqlib.run_supersample(x, 4, 2, 1, n_masks=2, n_supersamples=1, seed=seed)
+        vqlib.run_supersample(x, 4, 2, 1, n_masks=2, n_supersamples=1, train_seed=seed)
+    with pytest.raises(ValueError, match=f"seed.* must be .*{match}"):
+        vqlib.run_supersample(x, 4, 2, 1, n_masks=2, supersample_seeds=[seed])
     with pytest.raises(ValueError, match=f"mask_seed must be .*{match}"):
         vqlib.draw_mask(4, mask_seed=seed)
     with pytest.raises(ValueError, match=f"seed must be .*{match}"):

@@ -13,7 +13,7 @@ from vqlib.jobs import map_jobs
 def _tiny_compute(x, *, seed, n, K, epochs):
     """One real job: train a small VQ-VAE on n digits with ``seed``, report its losses."""
     model = vqlib.VQVAE(x.shape[1:], K, 2, hidden=16, seed=seed)
-    hist = vqlib.fit(model, x[:n], epochs=epochs, seed=seed, device="cpu")
+    hist = vqlib.fit(model, x[:n], epochs=epochs, train_seed=seed, device="cpu")
     test = vqlib.reconstruction_loss(model, x[n:2 * n], seed=seed)
     return [{"train_seed": seed, "K": K, "train_loss": hist.final.train_loss, "test_loss": float(test.mean()),
              "codes": vqlib.encode_indices(model, x[:4], seed=seed).tolist()}]

@@ -69,7 +69,7 @@ def test_split_rejects_bad_masks(digits):
 def test_every_bound_is_above_the_measured_gap(digits):
     """Validity on a quick configuration over 10 supersamples: each bound, conditional on
     each supersample, is at least the gap measured on it minus two standard errors."""
-    r = run_supersample(digits, n=16, K=8, L=4, n_masks=6, n_supersamples=10, epochs=30, seed=0,
+    r = run_supersample(digits, n=16, K=8, L=4, n_masks=6, n_supersamples=10, epochs=30, train_seed=0,
                         hidden=32)
     assert r.gap > 0  # small n overfits: the experiment has something to bound
     assert {"e_cmi", "ld_cmi", "lv_marginal"} <= set(r.bounds)
@@ -103,7 +103,7 @@ def test_freeze_codebook_and_decoder_really_freezes(digits):
     vqlib.fit(model, digits[:100], epochs=2)
     model.freeze_codebook_and_decoder()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    vqlib.fit(model, digits[100:200], epochs=3, seed=1)
+    vqlib.fit(model, digits[100:200], epochs=3, train_seed=1)
     after = model.state_dict()
     for k in before:
         same = torch.equal(before[k], after[k])

@@ -175,7 +175,7 @@ def test_measured_log_ratio_on_trained_models_is_within_the_bound(reference, dig
     other = tp.with_temperature(reference, beta)
     for p in other.encoder.parameters():
         p.requires_grad_(True)
-    vqlib.fit(other, pool[:100], epochs=3, lr=1e-2, seed=1)  # another encoder, trained on other data
+    vqlib.fit(other, pool[:100], epochs=3, lr=1e-2, train_seed=1)  # another encoder, trained on other data
     x = pool[100:400]
     across_inputs = tp.max_log_ratio(model, x)
     across_models = tp.max_log_ratio(model, x, other)

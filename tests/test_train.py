@@ -53,7 +53,7 @@ def test_fit_is_deterministic(digits, quantizer, codebook):
         torch.manual_seed(global_seed)  # the global RNG must not matter
         model = _model(K=8, L=2, quantizer=quantizer, codebook=codebook)
         state = torch.get_rng_state()
-        history = vqlib.fit(model, x, seed=seed, **kw)
+        history = vqlib.fit(model, x, train_seed=seed, **kw)
         assert torch.equal(torch.get_rng_state(), state), "fit changed the global RNG state"
         losses = vqlib.reconstruction_loss(model, x, seed=seed)
         return model, history, losses
@@ -76,16 +76,16 @@ def test_fit_continues_without_reinitialising_codebook(digits):
     x = digits[:160]
     a, b = _model(), _model()
     for m in (a, b):
-        vqlib.fit(m, x, epochs=1, batch_size=32, seed=0, device="cpu")
+        vqlib.fit(m, x, epochs=1, batch_size=32, train_seed=0, device="cpu")
         assert bool(m.codebook_initialised)
     codebook = a.quantizer.codebook.detach().clone()
-    ha = vqlib.fit(a, x, epochs=1, batch_size=32, seed=1, device="cpu")
-    hb = vqlib.fit(b, x, epochs=1, batch_size=32, seed=1, device="cpu")
+    ha = vqlib.fit(a, x, epochs=1, batch_size=32, train_seed=1, device="cpu")
+    hb = vqlib.fit(b, x, epochs=1, batch_size=32, train_seed=1, device="cpu")
     assert ha.rows() == hb.rows() and _same_params(_params(a), _params(b))
     # an EMA training epoch moved the codebook from where it was, not from a fresh k-means
     assert not torch.equal(a.quantizer.codebook, codebook)
     fresh = _model()
-    vqlib.fit(fresh, x, epochs=1, batch_size=32, seed=1, device="cpu")
+    vqlib.fit(fresh, x, epochs=1, batch_size=32, train_seed=1, device="cpu")
     assert not _same_params(_params(fresh), _params(a))
 
 
@@ -94,7 +94,7 @@ def test_fit_continues_without_reinitialising_codebook(digits):
 
 def test_training_beats_trivial_baselines(digits):
     x = digits
-    kw = dict(epochs=30, batch_size=32, lr=5e-3, seed=0, device="cpu")
+    kw = dict(epochs=30, batch_size=32, lr=5e-3, train_seed=0, device="cpu")
     model = VQVAE(SHAPE, K=16, L=4, code_dim=8, hidden=128)
     baseline = VQVAE(SHAPE, K=1, L=4, code_dim=8, hidden=128)  # one code: output ignores x
     h = vqlib.fit(model, x, **kw)
@@ -131,15 +131,15 @@ def test_fit_end_state_and_history_csv(digits):
     x, x_val = digits[:160], digits[160:220]
     model = _model()
     model.train()
-    h = vqlib.fit(model, x, epochs=3, batch_size=32, seed=11, device="cpu", x_val=x_val)
+    h = vqlib.fit(model, x, epochs=3, batch_size=32, train_seed=11, device="cpu", x_val=x_val)
     assert not model.training
     assert model.device == torch.device("cpu")
-    assert h.seed == 11 and h.final is h.epochs[-1]
+    assert h.train_seed == 11 and h.final is h.epochs[-1]
     assert [r.epoch for r in h.epochs] == [1, 2, 3]
     assert h.config["K"] == 8 and h.config["L"] == 2
     assert h.config["epochs"] == 3 and h.config["batch_size"] == 32 and h.config["lr"] == 2e-3
     rows = h.rows()
-    assert len(rows) == 3 and all(r["seed"] == 11 for r in rows)
+    assert len(rows) == 3 and all(r["train_seed"] == 11 for r in rows)
     for r in h.epochs:
         assert 0 <= r.train_loss <= 1 and 0 <= r.val_loss <= 1
         assert 1 <= r.perplexity <= model.K and 0 < r.used_fraction <= 1
@@ -151,13 +151,13 @@ def test_fit_end_state_and_history_csv(digits):
     assert len(parsed) == 3
     for row, ref in zip(parsed, rows):
         assert set(row) == set(ref)
-        assert int(row["seed"]) == ref["seed"] and int(row["epoch"]) == ref["epoch"]
+        assert int(row["train_seed"]) == ref["train_seed"] and int(row["epoch"]) == ref["epoch"]
         assert int(row["dead_codes_reset"]) == ref["dead_codes_reset"]
         for key in ("train_loss", "perplexity", "used_fraction", "val_loss"):
             assert float(row[key]) == ref[key], key
 
     # without validation data the column is empty, and the numbers still read back
-    h2 = vqlib.fit(_model(), x, epochs=1, batch_size=32, seed=0, device="cpu")
+    h2 = vqlib.fit(_model(), x, epochs=1, batch_size=32, train_seed=0, device="cpu")
     (row,) = csv.DictReader(io.StringIO(h2.to_csv()))
     assert row["val_loss"] == "" and float(row["train_loss"]) == h2.final.train_loss
 
@@ -170,7 +170,7 @@ def fitted(digits):
     models = {}
     for quantizer in ("nearest", "softmax"):
         m = _model(quantizer=quantizer)
-        vqlib.fit(m, digits[:200], epochs=2, batch_size=32, seed=0, device="cpu")
+        vqlib.fit(m, digits[:200], epochs=2, batch_size=32, train_seed=0, device="cpu")
         models[quantizer] = m
     return models
 
@@ -262,8 +262,8 @@ def test_fit_rejects_bad_x_val(digits, case):
     (dict(lr=0), "lr"),
     (dict(lr=-1e-3), "lr"),
     (dict(lr=float("nan")), "lr"),
-    (dict(seed=-1), "seed"),
-    (dict(seed=1.0), "seed"),
+    (dict(train_seed=-1), "train_seed"),
+    (dict(train_seed=1.0), "train_seed"),
     (dict(device="nonsense"), "device"),
 ])
 def test_fit_rejects_bad_arguments(digits, kwargs, name):
@@ -297,8 +297,8 @@ def test_evaluation_rejects_bad_batch_size(digits, fitted, func):
 def test_numpy_input(digits, dtype):
     x = digits[:160]
     a, b = _model(), _model()
-    ha = vqlib.fit(a, x, epochs=2, batch_size=32, seed=0, device="cpu")
-    hb = vqlib.fit(b, x.numpy().astype(dtype), epochs=2, batch_size=32, seed=0, device="cpu",
+    ha = vqlib.fit(a, x, epochs=2, batch_size=32, train_seed=0, device="cpu")
+    hb = vqlib.fit(b, x.numpy().astype(dtype), epochs=2, batch_size=32, train_seed=0, device="cpu",
                    x_val=x[:20].numpy().astype(dtype))
     assert [r.train_loss for r in ha.epochs] == [r.train_loss for r in hb.epochs]
     assert _same_params(_params(a), _params(b))
@@ -318,3 +318,32 @@ def test_in_shape_must_be_an_image_shape(digits):
     for bad in [(64,), (8, 8), (1, 1, 8, 8)]:
         with pytest.raises(ValueError, match="in_shape"):
             VQVAE(bad, K=4, L=2)
+
+
+def test_old_seed_names_still_work_with_a_deprecation_warning(digits):
+    """fit(seed=), fit_ensemble(seeds=), run_supersample(seed=) and History.seed: the names of
+    the last release, kept for one more, each with a DeprecationWarning and the same result."""
+    from vqlib.ensemble import fit_ensemble
+
+    x = digits[:64]
+    a, b = _model(), _model()
+    with pytest.warns(DeprecationWarning, match="train_seed"):
+        ha = vqlib.fit(a, x, epochs=1, batch_size=32, seed=3, device="cpu")
+    hb = vqlib.fit(b, x, epochs=1, batch_size=32, train_seed=3, device="cpu")
+    assert torch.equal(a.encoder[0].weight, b.encoder[0].weight) and ha.train_seed == 3
+    with pytest.warns(DeprecationWarning, match="train_seed"):
+        assert ha.seed == 3
+    with pytest.raises(ValueError, match="both"):
+        vqlib.fit(_model(), x, epochs=1, train_seed=4, seed=3)
+    c, d = _model(), _model()
+    with pytest.warns(DeprecationWarning, match="train_seeds"):
+        hc = fit_ensemble([c], [x], epochs=1, batch_size=32, seeds=3, device="cpu")
+    assert hc.train_seeds == [3] and torch.allclose(c.encoder[0].weight, b.encoder[0].weight, atol=1e-6)
+    with pytest.warns(DeprecationWarning, match="train_seeds"):
+        assert hc.seeds == [3]
+    x = vqlib.load_dataset("digits", split="all")
+    kw = dict(n=4, K=2, L=1, n_masks=2, n_supersamples=2, learner="kmeans", confidence=None)
+    with pytest.warns(DeprecationWarning, match="supersample_seeds"):
+        old = vqlib.run_supersample(x, seed=5, **kw)
+    new = vqlib.run_supersample(x, supersample_seeds=[5, 6], train_seed=5, **kw)
+    assert old.rows == new.rows and old.config == new.config

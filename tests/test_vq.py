@@ -48,7 +48,7 @@ def _trained(x, quantizer="nearest", codebook="ema") -> VQVAE:
     key = (quantizer, codebook)
     if key not in _TRAINED:
         model = _model(K=8, L=2, quantizer=quantizer, codebook=codebook)
-        vqlib.fit(model, x, epochs=2, batch_size=32, seed=0, device="cpu")
+        vqlib.fit(model, x, epochs=2, batch_size=32, train_seed=0, device="cpu")
         _TRAINED[key] = model
     return copy.deepcopy(_TRAINED[key])
 

@@ -3,7 +3,8 @@ generalization and generation bounds of the book "Why VQ-VAEs generalise".
 
 The chapters call this library; each public function's docstring names the chapter
 and result it serves. The submodules listed in ``_LAZY`` (``book``, ``plots``,
-``widgets``, ``ensemble``, ``experiments``, ``jobs`` and the chapter-specific ones)
+``widgets``, ``engine`` (the training engine), ``ensemble``, ``experiments``, ``jobs`` and the
+chapter-specific ones)
 load on first use, e.g. ``vqlib.widgets.sweep_panel``, so importing vqlib does not
 import ipywidgets or pyplot.
 """
@@ -29,8 +30,8 @@ from .w2 import w2
 
 __version__ = "0.1.0"
 
-_LAZY = ("book", "capacity", "decoder_gap", "ensemble", "experiments", "jobs", "permutation", "plots", "prior_bounds",
-         "temperature", "widgets")
+_LAZY = ("book", "capacity", "decoder_gap", "engine", "ensemble", "experiments", "jobs", "permutation", "plots",
+         "prior_bounds", "temperature", "widgets")
 
 __all__ = [
     "CodebookUsage", "History", "VQOutput", "VQVAE",

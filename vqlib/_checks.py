@@ -41,6 +41,34 @@ def check_seed(value, name: str = "seed") -> int:
     return value
 
 
+def renamed(new_value, old_value, new: str, old: str, where: str, default=None):
+    """The value of argument ``new`` of ``where`` given either as ``new`` or, deprecated, as ``old``
+    (chapters 1–4, 8: the seeds of the training functions).
+
+    The book names every seed after what it draws (``train_seed`` for one model,
+    ``train_seeds`` for one per model, ``supersample_seeds``, ``mask_seeds``, ...); the old
+    names of :func:`vqlib.fit`, :func:`vqlib.ensemble.fit_ensemble` and
+    :func:`vqlib.run_supersample` still work for one release, with a ``DeprecationWarning``.
+    ``old_value`` None means the old name was not used; both names with different values
+    are a ``ValueError``.
+    """
+    if old_value is None:
+        return new_value
+    import warnings
+
+    warnings.warn(f"{where}({old}=...) is deprecated and will be removed in the next release; use {new}=...",
+                  DeprecationWarning, stacklevel=3)
+    def differs(a, b) -> bool:
+        try:
+            return bool(a != b)
+        except (TypeError, ValueError, RuntimeError):  # arrays: compared by identity
+            return a is not b
+
+    if new_value is not None and differs(new_value, default) and differs(new_value, old_value):
+        raise ValueError(f"{where} got both {new}={new_value!r} and its deprecated name {old}={old_value!r}")
+    return old_value
+
+
 def _real(value, name: str, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be {what}, got {value!r}")

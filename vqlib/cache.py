@@ -4,7 +4,8 @@ Every chapter's sweep (see :mod:`vqlib.experiments`) stores its rows here, so a 
 re-executed with a warm cache recomputes nothing. The key is a SHA-256 over
 
 * the sweep's name and its full configuration (canonical JSON),
-* a fingerprint of the data (shape, dtype and bytes of the array), and
+* a fingerprint of the data it reads (shape, dtype and bytes of each array, by name: a
+  sweep declares which datasets and splits a job reads, :meth:`vqlib.experiments.Sweep.inputs`), and
 * the code: ``vqlib.__version__`` and a hash of every ``vqlib/*.py`` source file, so
   an edit to the library invalidates what it computed.
 
@@ -79,9 +80,15 @@ def code_fingerprint() -> str:
 
 
 def data_fingerprint(data) -> str:
-    """A hash of an array's shape, dtype and bytes (a torch tensor or anything numpy reads)."""
+    """A hash of an array's shape, dtype and bytes (a torch tensor or anything numpy reads),
+    or of a mapping of names to arrays (each name with its array's hash: what a sweep's job reads)."""
     if data is None:
         return "none"
+    if isinstance(data, Mapping):
+        h = hashlib.sha256(b"named arrays")
+        for name in sorted(data):
+            h.update(f"|{name}={data_fingerprint(data[name])}".encode())
+        return h.hexdigest()[:16]
     if hasattr(data, "detach"):
         data = data.detach().cpu().numpy()
     arr = np.ascontiguousarray(np.asarray(data))

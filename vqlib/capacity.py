@@ -45,7 +45,6 @@ from .information import entropy
 from .metrics import codebook_usage
 from .model import VQVAE
 from .prior_bounds import uniform_kl
-from .train import _evaluate
 
 __all__ = ["AXES", "axis_rows", "axis_verdict", "capacity_runs", "capacity_settings", "line_fit", "log_fit",
            "paired_differences", "paired_log_fit", "summarise", "t_quantile"]
@@ -366,6 +365,7 @@ def capacity_runs(x, setting: Mapping, *, data_seeds: Sequence[int], train_seeds
     are I(X; J_l) summed and I(X; J) under the empirical law) and ``kl_uniform`` = L log K,
     the uniform-prior KL of each input's one-hot posterior.
     """
+    from .engine import evaluate_models
     from .ensemble import fit_ensemble
 
     setting = _check_base(setting)
@@ -388,11 +388,12 @@ def capacity_runs(x, setting: Mapping, *, data_seeds: Sequence[int], train_seeds
                     encoder_width=setting["encoder_width"], decoder_width=setting["decoder_width"], seed=t)
               for t in train_seeds]
     fit_ensemble(models, [tr for tr, _ in splits], epochs=epochs, batch_size=batch_size, lr=lr,
-                 seeds=train_seeds, device=device, evaluate=False)
+                 train_seeds=train_seeds, device=device, evaluate=False)
+    train_losses, train_codes = evaluate_models(models, torch.stack([tr for tr, _ in splits]), train_seeds=train_seeds)
+    test_losses, _ = evaluate_models(models, torch.stack([te for _, te in splits]), train_seeds=train_seeds)
     rows = []
-    for model, (x_train, x_test), d, t in zip(models, splits, data_seeds, train_seeds):
-        train, codes = _evaluate(model, x_train, seed=t)
-        test, _ = _evaluate(model, x_test, seed=t)
+    for model, d, t, train, test, codes in zip(models, data_seeds, train_seeds, train_losses, test_losses,
+                                               train_codes):
         usage = codebook_usage(codes, setting["K"])
         rows.append(dict(
             {a: int(setting[a]) for a in AXES}, data_seed=d, train_seed=t, n=n, n_test=n_test,

@@ -202,9 +202,12 @@ def _cmd_show(args) -> int:
         config = sweep.config(args.profile, **overrides)
     except ValueError as err:
         raise UsageError(str(err)) from None
-    n_jobs = len(sweep.jobs({k: v for k, v in config.items() if k != "dataset"}))
+    jobs = sweep.jobs({k: v for k, v in config.items() if k != "dataset"})
+    dataset = config.get("dataset")
+    reads = sorted({f"{name}:{split}" for job in jobs for name, split in
+                    sweep.inputs(dict(job, dataset=dataset) if dataset is not None else job).values()})
     shown = {"name": sweep.name, "chapter": sweep.chapter, "doc": sweep.doc, "profile": args.profile,
-             "grid": list(sweep.grid), "jobs": n_jobs, "config": config}
+             "grid": list(sweep.grid), "jobs": len(jobs), "reads": reads, "config": config}
     # one line per entry (lists stay on one line), valid JSON throughout
     print("{")
     for i, (key, value) in enumerate(shown.items()):
@@ -261,19 +264,18 @@ def _check_out(path: str) -> None:
 
 
 def _check_data(sweep, config: dict) -> None:
-    """Every dataset a sweep's configuration names is on disk (``dataset`` and ``data``)."""
+    """Every dataset and split the sweep's jobs read (:meth:`vqlib.experiments.Sweep.inputs`) is on disk."""
     from .data import check_available
 
-    splits = {config[k] for k in ("split", "separate", "pool") if isinstance(config.get(k), str)}
-    for key, default_split in (("dataset", "train"), ("data", "all")):
-        name = config.get(key)
-        if not isinstance(name, str):
-            continue
-        for split in sorted(splits) if key == "data" and splits else [default_split]:
-            try:
-                check_available(name, split=split)
-            except (ValueError, FileNotFoundError) as err:
-                raise UsageError(f"{sweep.name}: {key}={name!r}: {err}") from None
+    dataset = config.get("dataset")
+    jobs = sweep.jobs({k: v for k, v in config.items() if k != "dataset"})
+    needed = {pair for job in jobs
+              for pair in sweep.inputs(dict(job, dataset=dataset) if dataset is not None else job).values()}
+    for name, split in sorted(needed, key=repr):
+        try:
+            check_available(name, split=split)
+        except (ValueError, FileNotFoundError) as err:
+            raise UsageError(f"{sweep.name}: data={name!r}, split={split!r}: {err}") from None
 
 
 def _check_cache(root, plan, args) -> None:

@@ -38,12 +38,13 @@ from torch import Tensor
 
 from ._checks import positive_float, positive_int
 from .data import check_images
-from .ensemble import batched_mlp
+from .engine import PARTS as ENGINE_PARTS
+from .engine import Stack, evaluate_models, init_codebooks, part_of, train_models
 from .information import plugin_mi, shuffled_null
 from .metrics import per_input_loss
 from .model import VQVAE
 from .supersample import draw_mask, make_supersample, split
-from .train import encode_indices, reconstruction_loss
+from .train import encode_indices
 
 __all__ = [
     "PARTS",
@@ -65,8 +66,8 @@ __all__ = [
     "summarise_information",
 ]
 
-#: The parts of a VQ-VAE that :func:`gap_by_parts` can train or freeze.
-PARTS = ("encoder", "codebook", "decoder")
+#: The parts of a VQ-VAE that :func:`gap_by_parts` can train or freeze (the training engine's).
+PARTS = ENGINE_PARTS
 #: The pair statistics :func:`pair_mask_information` understands.
 STATISTICS = ("share", "hamming", "joint", "loss_order")
 
@@ -374,99 +375,26 @@ def mean_image_gap_estimate(x, n: int, *, supersample_seeds, mask_seeds) -> dict
 # ------------------------------------------------- training some parts, in batches
 
 
-def _part(name: str) -> str:
-    if name.startswith("encoder."):
-        return "encoder"
-    if name.startswith("decoder."):
-        return "decoder"
-    if name == "quantizer.codebook":
-        return "codebook"
-    raise ValueError(f"unexpected parameter {name!r}")
-
-
 def batched_loss(template: VQVAE, params: dict[str, Tensor], x: Tensor) -> Tensor:
     """The training loss of ``VQVAE.forward`` for R models at once, shape (R,) (chapter 3).
 
-    ``params[name]`` stacks the R models' parameters (R, …); ``x`` is (R, N, C, H, W),
-    one training set per model. Same computation as ``template.forward(x_r).loss`` for a
-    nearest-quantizer model whose codebook learns by the loss (``codebook="loss"``):
-    reconstruction + codebook loss + commitment weight × commitment loss, with
-    straight-through gradients; tests check the two agree.
+    ``params[name]`` stacks the R models' parameters (R, …) or holds one shared by all;
+    ``x`` is (R, N, C, H, W), one training set per model. The training engine's loss
+    (:class:`vqlib.engine.Stack`) for a nearest-quantizer model whose codebook learns by the
+    loss (``codebook="loss"``): reconstruction + codebook loss + commitment weight ×
+    commitment loss, with straight-through gradients; tests check it equals
+    ``template.forward(x_r).loss`` model by model.
     """
     R, N = x.shape[:2]
-    L, D = template.L, template.code_dim
-    z = batched_mlp(template.encoder, "encoder", x.reshape(R, N, -1), params)
-    z = torch.nn.functional.normalize(z.reshape(R, N * L, D), dim=-1)
-    codes = torch.nn.functional.normalize(params["quantizer.codebook"], dim=-1)  # (R, K, D)
-    dist = ((z * z).sum(-1, keepdim=True) - 2 * z @ codes.transpose(1, 2)
-            + (codes * codes).sum(-1).unsqueeze(1)).clamp(0.0, 4.0)
-    chosen = torch.gather(codes, 1, dist.argmin(-1, keepdim=True).expand(-1, -1, D))
-    z_q = chosen + (z - z.detach())
-    x_hat = torch.sigmoid(batched_mlp(template.decoder, "decoder", z_q.reshape(R, N, L * D), params))
-    recon = (x_hat - x.reshape(R, N, -1)).pow(2).mean((1, 2))
-    codebook_loss = (chosen - z.detach()).pow(2).mean((1, 2))
-    commitment_loss = (z - chosen.detach()).pow(2).mean((1, 2))
-    return recon + codebook_loss + template.commitment * commitment_loss
+    stack = Stack(template, params, R, (), {})
+    xb = x.reshape(R, N, -1)
+    flat, _, _, chosen, x_hat = stack.forward(xb)
+    return stack.loss(xb, flat, chosen, x_hat)
 
 
-class _Adam:
-    """Adam with torch's defaults (betas 0.9, 0.999; eps 1e-8), the same update as
-    ``torch.optim.Adam``; written out because constructing ``torch.optim.Adam`` the first
-    time imports torch's compiler stack, seconds of a chapter's budget."""
-
-    def __init__(self, params: list[Tensor], lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
-        self.params, self.lr, self.betas, self.eps, self.t = params, lr, betas, eps, 0
-        self.m = [torch.zeros_like(p) for p in params]
-        self.v = [torch.zeros_like(p) for p in params]
-
-    @torch.no_grad()
-    def step(self) -> None:
-        self.t += 1
-        b1, b2 = self.betas
-        c1, c2 = 1 - b1 ** self.t, 1 - b2 ** self.t
-        for p, m, v in zip(self.params, self.m, self.v):
-            g = p.grad
-            m.lerp_(g, 1 - b1)
-            v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            denom = (v.sqrt() / c2 ** 0.5).add_(self.eps)
-            p.addcdiv_(m, denom, value=-self.lr / c1)
-
-
-def _train_batched(models: list[VQVAE], xs: Tensor, parts, steps: int, lr: float) -> None:
-    """Full-batch Adam on some parts of every model, all models at once, in place.
-
-    ``parts`` names the trained parts, for all models (a tuple of names) or per model (a
-    list of tuples). Adam acts elementwise, so one Adam over the stacked tensors is R
-    independent Adams. A parameter that no model trains is never handed to the
-    optimiser; one that only some models train has its gradient zeroed for the others,
-    so their Adam moments stay 0 and the parameter does not move. Either way frozen
-    parameters stay bit-identical.
-    """
-    per_model = [tuple(parts)] * len(models) if isinstance(parts, tuple) else [tuple(p) for p in parts]
-    names = [name for name, _ in models[0].named_parameters()]
-    params = {name: torch.stack([dict(m.named_parameters())[name].detach() for m in models]).clone()
-              for name in names}
-    trained = [name for name in names if any(_part(name) in p for p in per_model)]
-    keep = {}
-    for name in trained:
-        params[name].requires_grad_(True)
-        flags = [_part(name) in p for p in per_model]
-        if not all(flags):
-            keep[name] = torch.tensor(flags, dtype=params[name].dtype).reshape(-1, *[1] * (params[name].dim() - 1))
-    opt = _Adam([params[name] for name in trained], lr=lr)
-    for _ in range(steps):
-        for name in trained:
-            params[name].grad = None
-        batched_loss(models[0], params, xs).sum().backward()
-        for name, mask in keep.items():
-            params[name].grad.mul_(mask)
-        opt.step()
-    with torch.no_grad():
-        for r, model in enumerate(models):
-            own = dict(model.named_parameters())
-            for name in trained:
-                if _part(name) in per_model[r]:
-                    own[name].copy_(params[name][r])
+def _parameters_of(template: VQVAE, parts) -> list[str]:
+    """The names of ``template``'s parameters that belong to ``parts``."""
+    return [name for name, _ in template.named_parameters() if part_of(name) in parts]
 
 
 def reference_model(
@@ -498,8 +426,8 @@ def reference_model(
     if model.config["quantizer"] != "nearest":
         raise ValueError("reference_model builds nearest-quantizer models only")
     model.init_codebook(x, generator=torch.Generator().manual_seed(seed))
-    if decoder_steps:
-        _train_batched([model], x[None], ("decoder",), decoder_steps, lr)
+    if decoder_steps:  # full-batch Adam on the decoder, through the training engine
+        train_models([model], x[None], epochs=decoder_steps, lr=lr, trained=_parameters_of(model, ("decoder",)))
     return model.eval()
 
 
@@ -527,9 +455,10 @@ def gap_by_parts(
     other parts are copies of ``reference``, a model built without the supersample (for
     instance by :func:`reference_model` from separate data), and stay bit-identical.
     Training: ``steps`` full-batch Adam steps on the loss of ``VQVAE.forward`` (codebook
-    learned by the loss, no dead-code reset), all runs at once (:func:`batched_loss`).
-    Losses and LVs are then computed by :func:`vqlib.reconstruction_loss` and
-    :func:`vqlib.encode_indices` in eval mode.
+    learned by the loss, no dead-code reset), all runs at once through the training engine
+    (:func:`vqlib.engine.train_models`; the frozen parts are held once, shared by all runs).
+    Losses and LVs are then computed as :func:`vqlib.reconstruction_loss` and
+    :func:`vqlib.encode_indices` compute them, in eval mode, all runs at once.
 
     The architecture is ``reference``'s; without ``reference`` every part must be
     trained and ``K``, ``L`` (and optional ``model_kwargs`` for :class:`vqlib.VQVAE`)
@@ -561,7 +490,7 @@ def gaps_by_parts(
 
     ``regimes`` lists choices of ``trained`` (``["decoder", "encoder", "all"]``); the
     result maps each of them, as given, to its :class:`GapResult`. Every regime sees the
-    same supersamples, masks and ``train_seed``; one batch is faster than one call each.
+    same supersamples, masks and ``train_seed``; each regime is one batch of the engine.
     """
     x, n = _check_setting(x, n)
     if isinstance(regimes, str) or not isinstance(regimes, Sequence) or not regimes:
@@ -599,41 +528,34 @@ def gaps_by_parts(
     config.update(codebook="loss", seed=train_seed, dead_code_reset=False)
 
     supersamples = {s: make_supersample(x, n, supersample_seed=s) for s in ss_seeds}
-    settings = [(parts, s, m) for parts in parts_of for s in ss_seeds for m in m_seeds]
-    models, halves, masks = [], [], []
+    settings = [(s, m) for s in ss_seeds for m in m_seeds]
+    masks = [draw_mask(n, mask_seed=m) for _, m in settings]
+    halves = torch.stack([split(supersamples[s], U)[0] for (s, _), U in zip(settings, masks)])
+    points = torch.stack([supersamples[s].flat() for s, _ in settings])
     source = {k: v.detach().cpu() for k, v in reference.state_dict().items()} if reference is not None else {}
-    for parts, s, m in settings:
-        U = draw_mask(n, mask_seed=m)
-        x_tr, _ = split(supersamples[s], U)
-        model = VQVAE(**config)
-        if "encoder" in parts or "codebook" in parts:
-            model.init_codebook(x_tr, generator=torch.Generator().manual_seed(train_seed))
-        own = model.state_dict()
-        for key, value in source.items():
-            part = "codebook" if key.startswith("quantizer.") else key.split(".")[0]
-            if part in PARTS and part not in parts:
-                own[key] = value.clone()
-        own["codebook_initialised"] = torch.tensor(True)
-        model.load_state_dict(own)
-        models.append(model)
-        halves.append(x_tr)
-        masks.append(U)
-
-    _train_batched(models, torch.stack(halves), [parts for parts, _, _ in settings], steps, lr)
-
-    out = {regime: GapResult([], [], []) for regime in regimes}
-    names = dict(zip(parts_of, regimes))
-    for (parts, s, m), model, U in zip(settings, models, masks):
-        model.eval()
-        flat = supersamples[s].flat()
-        losses = reconstruction_loss(model, flat)
-        codes = encode_indices(model, flat)
+    out = {}
+    for regime, parts in zip(regimes, parts_of):  # one engine call per regime: its frozen parts are shared
+        models = [VQVAE(**config) for _ in settings]
+        if "encoder" in parts or "codebook" in parts:  # the data-dependent start, as vqlib.fit starts
+            init_codebooks(models, halves, [torch.Generator().manual_seed(train_seed) for _ in settings],
+                           codebook="codebook" in parts)
+        for model in models:
+            own = model.state_dict()
+            for key, value in source.items():
+                part = "codebook" if key.startswith("quantizer.") else key.split(".")[0]
+                if part in PARTS and part not in parts:
+                    own[key] = value.clone()
+            own["codebook_initialised"] = torch.tensor(True)
+            model.load_state_dict(own)
+        train_models(models, halves, epochs=steps, lr=lr, trained=_parameters_of(models[0], parts))
+        losses, codes = evaluate_models(models, points)
+        result = out[regime] = GapResult([], [], [])
         common = dict(train_seed=train_seed, trained="+".join(parts), K=config["K"], L=config["L"], n=n, steps=steps)
-        run, rows = _rows(supersamples[s], U, losses, codes, common, m)
-        result = out[names[parts]]
-        result.runs.append(run)
-        result.pairs.extend(rows)
-        result.models.append(model)
+        for r, ((s, m), model, U) in enumerate(zip(settings, models, masks)):
+            run, rows = _rows(supersamples[s], U, losses[r], codes[r], common, m)
+            result.runs.append(run)
+            result.pairs.extend(rows)
+            result.models.append(model)
     return out
 
 

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from ._checks import check_seed, fits_in_memory, nonnegative_float, positive_float, positive_int, real_number
 from .metrics import codebook_usage
-from .quantize import VectorQuantizer, kmeans
+from .quantize import VectorQuantizer
 
 __all__ = ["VQVAE", "VQOutput"]
 
@@ -134,7 +134,9 @@ class VQVAE(nn.Module):
                        f"a VQVAE with K={self.K}, L={self.L}, code_dim={self.code_dim}, "
                        f"encoder {enc_d}×{enc_w}, decoder {dec_d}×{dec_w}")
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
+            # the CPU generator only (the weights are made on the CPU), restored on leaving:
+            # torch.manual_seed would also queue a reseeding of every GPU, costly in deep stacks
+            torch.default_generator.manual_seed(self.seed)
             self.encoder = _mlp([d] + [enc_w] * enc_d + [self.L * self.code_dim])
             self.quantizer = VectorQuantizer(
                 self.K, self.code_dim, quantizer=quantizer, beta=beta, update=codebook, decay=decay
@@ -219,25 +221,10 @@ class VQVAE(nn.Module):
         initialised networks map all inputs to nearly the same direction, which would
         give every input the same code at each position. Then the codebook starts from
         k-means on the encodings (or random encodings, for ``init="data"``). The rescaling
-        needs a spread: ``x`` must hold at least 2 inputs (else ``ValueError``).
+        needs a spread: ``x`` must hold at least 2 inputs (else ``ValueError``). The training
+        engine starts many models the same way at once (:func:`vqlib.engine.init_codebooks`);
+        this is its one-model case.
         """
-        if x.shape[0] < 2:
-            raise ValueError(f"init_codebook needs at least 2 inputs to standardise the encoder outputs, "
-                             f"got {x.shape[0]}")
-        last = self.encoder[-1]
-        raw = self.encoder(x.reshape(x.shape[0], -1))
-        mean, std = raw.mean(0), raw.std(0).clamp_min(1e-6)
-        last.weight.div_(std[:, None])
-        last.bias.sub_(mean).div_(std)
-        z = self.encode(x).reshape(-1, self.code_dim)
-        if z.shape[0] > 4096:  # k-means on a random subset: the cost stays flat in N·L
-            z = z[torch.randperm(z.shape[0], generator=generator)[:4096].to(z.device)]
-        if self.init == "kmeans":
-            codes = kmeans(z, self.K, generator=generator)
-        elif self.init == "data":
-            rows = torch.randint(z.shape[0], (self.K,), generator=generator).to(z.device)
-            codes = z[rows]
-        else:
-            codes = self.quantizer.codebook.detach().clone()
-        self.quantizer.set_codebook(codes)
-        self.codebook_initialised.fill_(True)
+        from .engine import init_codebooks
+
+        init_codebooks([self], x[None], [generator])

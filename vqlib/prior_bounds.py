@@ -37,14 +37,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ._checks import positive_float, positive_int
 from .data import check_images
-from .ensemble import batched_layers
+from .engine import Stack, evaluate, train
 from .model import VQVAE
-from .quantize import sphere_distances
 from .supersample import draw_mask, make_supersample, split
 
 __all__ = [
@@ -109,32 +107,27 @@ def train_reference(x, K: int, L: int, *, epochs: int = 20, train_seed: int = 0,
     if model_kwargs.get("quantizer", "nearest") != "nearest":
         raise ValueError(f"quantizer={model_kwargs['quantizer']!r}: chapter 4's runs need the nearest quantizer")
     model = VQVAE(x.shape[1:], K, L, seed=train_seed, **model_kwargs)
-    fit(model, x, epochs=epochs, batch_size=batch_size, lr=lr, seed=train_seed, device=device)
+    fit(model, x, epochs=epochs, batch_size=batch_size, lr=lr, train_seed=train_seed, device=device)
     return model.freeze_codebook_and_decoder().eval()
 
 
-def _linear_layers(model: VQVAE) -> list[torch.nn.Linear]:
-    return [m for m in model.encoder if isinstance(m, torch.nn.Linear)]
+def encoder_stack(reference: VQVAE, params: list[Tensor] | None = None, R: int = 1) -> Stack:
+    """R encoders sharing ``reference``'s frozen codebook and decoder, as the training engine
+    holds them (chapters 4 and 6): the encoder weights ``params`` (stacked weights and biases,
+    layer by layer: (R, out, in), (R, out), …), or R copies of the reference's own encoder."""
+    if params is None:
+        return Stack.of([reference] * R, trained=_encoder_names(reference))
+    names = _encoder_names(reference)
+    if len(params) != len(names):
+        raise ValueError(f"params must hold {len(names)} tensors (weight and bias of every encoder layer), "
+                         f"got {len(params)}")
+    own = {name: value.detach() for name, value in reference.named_parameters()}
+    own.update(zip(names, params))
+    return Stack(reference, own, params[0].shape[0], tuple(names), {})
 
 
-def _encode_batched(params: list[Tensor], x: Tensor) -> Tensor:
-    """The encoder MLP of R models at once: ``params`` lists weights (R, out, in) and biases
-    layer by layer, inputs (R, N, d) → (R, N, out)."""
-    return batched_layers(list(zip(params[0::2], params[1::2])), x)
-
-
-def _quantize_decode(reference: VQVAE, params: list[Tensor], x: Tensor):
-    """Encode (R, N, C, H, W) with R encoders, quantize and decode with the reference's
-    frozen codebook and decoder. Returns (z, chosen codes, indices (R, N, L), x̂ (R, N, d))."""
-    R, N = x.shape[:2]
-    L, D = reference.L, reference.code_dim
-    z = F.normalize(_encode_batched(params, x.reshape(R, N, -1)).reshape(R, N * L, D), dim=-1)
-    codes = reference.quantizer.codes.detach()
-    idx = sphere_distances(z.reshape(-1, D), codes).argmin(1)
-    chosen = codes[idx].reshape(R, N * L, D)
-    z_q = chosen + (z - z.detach())  # straight-through, as in VectorQuantizer.forward
-    x_hat = reference.decode(z_q.reshape(R * N, L, D)).reshape(R, N, -1)
-    return z, chosen, idx.reshape(R, N, L), x_hat
+def _encoder_names(model: VQVAE) -> list[str]:
+    return [name for name, _ in model.named_parameters() if name.startswith("encoder.")]
 
 
 def encoder_loss(reference: VQVAE, params: list[Tensor], x: Tensor) -> Tensor:
@@ -144,30 +137,13 @@ def encoder_loss(reference: VQVAE, params: list[Tensor], x: Tensor) -> Tensor:
     ``params`` lists the stacked encoder weights and biases, layer by layer ((R, out, in),
     (R, out), …); ``x`` is (R, N, C, H, W), one training set per encoder. The loss is
     reconstruction + commitment weight × commitment (the codebook loss is 0 for a frozen
-    codebook); a test checks it equals ``model(x).loss`` run by run.
+    codebook), computed by the training engine (:class:`vqlib.engine.Stack`) that trains
+    the encoders; a test checks it equals ``model(x).loss`` run by run.
     """
-    z, chosen, _, x_hat = _quantize_decode(reference, params, x)
-    recon = (x_hat - x.reshape(x.shape[0], x.shape[1], -1)).pow(2).mean((1, 2))
-    commitment = (z - chosen.detach()).pow(2).mean((1, 2))
-    return recon + reference.commitment * commitment
-
-
-def _stacked_encoder(reference: VQVAE, R: int) -> list[Tensor]:
-    params = []
-    for layer in _linear_layers(reference):
-        params += [layer.weight.detach().cpu().unsqueeze(0).repeat(R, 1, 1),
-                   layer.bias.detach().cpu().unsqueeze(0).repeat(R, 1)]
-    return params
-
-
-@torch.no_grad()
-def _evaluate(reference: VQVAE, params: list[Tensor], points: Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Per-point losses (R, N) and LVs (R, N, L) of R encoders on the same ``points``."""
-    R = params[0].shape[0]
-    x = points.unsqueeze(0).expand(R, *points.shape)
-    _, _, idx, x_hat = _quantize_decode(reference, params, x)
-    losses = (x_hat - x.reshape(R, points.shape[0], -1)).pow(2).mean(-1)
-    return losses.numpy().astype(float), idx.numpy()
+    stack = encoder_stack(reference, params)
+    xb = x.reshape(x.shape[0], x.shape[1], -1)
+    z, _, _, chosen, x_hat = stack.forward(xb)  # R encoders, nearest code (straight-through), shared decoder
+    return stack.loss(xb, z, chosen, x_hat)
 
 
 @dataclass
@@ -247,9 +223,11 @@ def encoder_only_runs(x, reference: VQVAE, n: int, *, supersample_seeds, n_masks
     ``mask_seed = 1000·s + m``, as :func:`vqlib.run_supersample` does. Each run starts
     from the reference's encoder and takes ``steps`` full-batch Adam steps (learning rate
     ``lr``) on its n training points, with the reference's codebook and decoder frozen;
-    all S·M runs train at once. Then every run's losses and LVs on all 2n points are
-    recorded (CPU, eval mode, nearest quantizer), with the reference's. ``train_seed`` is
-    the reference's seed, recorded in every row.
+    all S·M runs train at once, through the training engine (:mod:`vqlib.engine`; each run
+    ends as :func:`vqlib.fit` would leave a copy of the reference trained on its half in one
+    batch per step, to float rounding). Then every run's losses and LVs on all 2n points
+    are recorded (CPU, eval mode, nearest quantizer), with the reference's. ``train_seed``
+    is the reference's seed, recorded in every row.
     """
     if not isinstance(reference, VQVAE):
         raise ValueError(f"reference must be a vqlib.VQVAE, got {type(reference).__name__}")
@@ -266,28 +244,20 @@ def encoder_only_runs(x, reference: VQVAE, n: int, *, supersample_seeds, n_masks
         mask_seeds = np.array([[1000 * s + m for m in range(M)] for s in seeds])
         masks = np.array([[draw_mask(n, mask_seed=int(ms)) for ms in row] for row in mask_seeds])
         halves = torch.stack([split(sss[a], masks[a, m])[0] for a in range(S) for m in range(M)])
-        params = _stacked_encoder(reference, S * M)
-        if steps:
-            for p in params:
-                p.requires_grad_(True)
-            opt = torch.optim.Adam(params, lr=lr)  # elementwise: S·M independent Adams
-            for _ in range(steps):
-                opt.zero_grad(set_to_none=True)
-                encoder_loss(reference, params, halves).sum().backward()
-                opt.step()
-            params = [p.detach() for p in params]
+        stack = encoder_stack(reference, R=S * M)  # encoders stacked; codebook and decoder held once, shared
+        if steps:  # full batch: every step on the n training points, all runs at once
+            train(stack, halves, epochs=steps, lr=lr)
         losses = np.zeros((S, M, n, 2))
         codes = np.zeros((S, M, n, 2, reference.L), dtype=np.int64)
         ref_losses = np.zeros((S, n, 2))
         ref_codes = np.zeros((S, n, 2, reference.L), dtype=np.int64)
-        ref_params = _stacked_encoder(reference, 1)
+        alone = encoder_stack(reference)
         for a, ss in enumerate(sss):
             flat = ss.flat()
-            run = [p[a * M:(a + 1) * M] for p in params]
-            lo, co = _evaluate(reference, run, flat)
-            losses[a], codes[a] = lo.reshape(M, n, 2), co.reshape(M, n, 2, -1)
-            lo, co = _evaluate(reference, ref_params, flat)
-            ref_losses[a], ref_codes[a] = lo.reshape(n, 2), co.reshape(n, 2, -1)
+            lo, co = evaluate(stack.select(a * M, (a + 1) * M), flat)
+            losses[a], codes[a] = lo.numpy().astype(float).reshape(M, n, 2), co.numpy().reshape(M, n, 2, -1)
+            lo, co = evaluate(alone, flat)
+            ref_losses[a], ref_codes[a] = lo.numpy().astype(float).reshape(n, 2), co.numpy().reshape(n, 2, -1)
     finally:
         reference.to(device)
     config = dict(n=n, K=reference.K, L=reference.L, n_masks=M, steps=steps, lr=lr, train_seed=train_seed,

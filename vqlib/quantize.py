@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from ._checks import choice, positive_float, positive_int, unit_float
 
-__all__ = ["Quantized", "VectorQuantizer", "kmeans", "QUANTIZERS", "CODEBOOK_UPDATES"]
+__all__ = ["Quantized", "VectorQuantizer", "kmeans", "kmeans_batched", "nearest", "QUANTIZERS", "CODEBOOK_UPDATES"]
 
 QUANTIZERS = ("nearest", "softmax")
 CODEBOOK_UPDATES = ("ema", "loss")  # "frozen" is set by VQVAE.freeze_codebook_and_decoder
@@ -58,37 +58,174 @@ def sphere_distances(z: Tensor, codes: Tensor) -> Tensor:
     return squared_distances(z, codes).clamp_max(4.0)
 
 
+@torch.no_grad()
+def nearest(z: Tensor, codes: Tensor) -> Tensor:
+    """The nearest code of every row, argmin_k ‖z − e_k‖²: the nearest quantizer's rule (every chapter).
+
+    ``z`` is (M, D) or (R, M, D); ``codes`` (K, D), shared, or (R, K, D), one codebook per
+    model (the training engine). ‖z‖² is the same for every k, so it is left out:
+    argmin_k (‖e_k‖² − 2 z·e_k), one matrix product (in blocks of rows that stay in the cache)
+    and no clamping. :class:`VectorQuantizer`,
+    the training engine and the posteriors all use this one rule, so a model's codes do not
+    depend on where they are computed. Returns int64 indices of shape ``z.shape[:-1]``.
+    """
+    cc = (codes * codes).sum(-1)
+    if codes.dim() == 2:
+        flat = z.reshape(-1, z.shape[-1])
+        rows = max(64, 2 ** 17 // codes.shape[0])  # blocks of distances that stay in the cache
+        return torch.cat([torch.addmm(cc, flat[a:a + rows], codes.T, alpha=-2).argmin(-1)
+                          for a in range(0, flat.shape[0], rows)]).reshape(z.shape[:-1])
+    rows = max(16, 2 ** 17 // (codes.shape[0] * codes.shape[1]))
+    cT, bias = codes.transpose(1, 2), cc.unsqueeze(1)
+    return torch.cat([torch.baddbmm(bias, z[:, a:a + rows], cT, alpha=-2).argmin(-1)
+                      for a in range(0, z.shape[1], rows)], 1)
+
+
 def kmeans(z: Tensor, K: int, *, iters: int = 25, generator: torch.Generator | None = None) -> Tensor:
     """K centres of the rows of ``z`` by Lloyd's algorithm with k-means++ seeding.
 
     Used to initialise a codebook on the first encodings (chapter 1). With fewer distinct
     rows than K the remaining centres are copies of data rows, so every centre is finite.
+    One run of :func:`kmeans_batched`, which the training engine uses for many models at once.
     """
     K = positive_int(K, "K")
-    m = z.shape[0]
+    if z.dim() != 2 or z.shape[0] == 0:
+        raise ValueError("z must hold at least one row to initialise a codebook")
+    return kmeans_batched(z[None], K, iters=iters, generators=[generator])[0]
+
+
+def kmeans_batched(z: Tensor, K: int, *, iters: int = 25, generators=None, uniforms: Tensor | None = None) -> Tensor:
+    """R k-means problems at once: k-means++ seeding, then up to ``iters`` Lloyd steps (chapters 1–4, 8).
+
+    ``z`` (R, m, D) holds each run's rows; returns the centres (R, K, D). The seeding picks
+    each run's next centre with probability proportional to its squared distance to the
+    closest centre so far, drawn in one of two ways:
+
+    * ``generators`` (one ``torch.Generator`` per run, or None for the global one): run r
+      draws from its own generator exactly as ``torch.multinomial`` does (one exponential
+      variate per row, the row of largest weight / variate): every run starts as it would
+      alone. The codebook start of every VQ-VAE (:meth:`vqlib.VQVAE.init_codebook`).
+    * ``uniforms`` (K,): the same numbers for every run, each picking a row by inverting
+      the cumulative weights, so a run's centres depend only on its rows (chapter 2's toy
+      learner, :func:`vqlib.supersample.kmeans_learners`).
+
+    A run whose rows all lie on centres already takes a uniformly drawn row. The Lloyd
+    steps assign every row to its nearest centre and move each centre to the mean of its
+    rows (a centre without rows stays); they stop early once no assignment changes, which
+    leaves every later step a no-op, so the result is that of ``iters`` steps.
+    """
+    K = positive_int(K, "K")
+    R, m, _ = z.shape
     if m == 0:
         raise ValueError("z must hold at least one row to initialise a codebook")
+    if (generators is None) == (uniforms is None):
+        raise ValueError("kmeans_batched needs either generators (one per run) or uniforms (K,), not both")
+    if generators is not None and len(generators) != R:
+        raise ValueError(f"generators has {len(generators)} entries for {R} runs")
     z = z.detach()
-    first = torch.randint(m, (1,), generator=generator, device="cpu").item()
-    centres = [z[first]]
-    closest = squared_distances(z, z[first : first + 1]).squeeze(1)
-    for _ in range(1, K):
-        total = closest.sum()
-        if total <= 0:  # every row already coincides with a centre
-            pick = torch.randint(m, (1,), generator=generator, device="cpu").item()
-        else:
-            weights = (closest / total).cpu()
-            pick = torch.multinomial(weights, 1, generator=generator).item()
-        centres.append(z[pick])
-        closest = torch.minimum(closest, squared_distances(z, z[pick : pick + 1]).squeeze(1))
-    c = torch.stack(centres)
+    runs = torch.arange(R, device=z.device)
+    if uniforms is not None:
+        c = _seed_centres(z, K, lambda k, closest: _inverse_cdf_pick(uniforms, k, closest, m))
+    else:
+        states = [_rng_state(g) for g in generators]
+        picks = _MultinomialPicks(generators, m, K)
+        c = _seed_centres(z, K, picks)
+        for r in picks.fallback:  # its rows all met centres before round K: seeded again, round by round
+            _set_rng_state(generators[r], states[r])
+            c[r] = _seed_centres(z[r:r + 1], K, _MultinomialPicks([generators[r]], m, K, block=1))[0]
+    zz = (z * z).sum(-1, keepdim=True)
+    rows = max(16, 2 ** 17 // max(1, R * K))  # the (R, rows, K) distances of a block stay in the cache
+    previous = None
     for _ in range(iters):
-        onehot = F.one_hot(squared_distances(z, c).argmin(1), K).to(z.dtype)
-        counts = onehot.sum(0)
-        sums = onehot.T @ z
-        moved = counts > 0
-        c = torch.where(moved[:, None], sums / counts.clamp_min(1)[:, None], c)
+        cT, cc = c.transpose(1, 2), (c * c).sum(-1).unsqueeze(1)
+        assign = torch.cat([torch.baddbmm(zz[:, a:a + rows] + cc, z[:, a:a + rows], cT, alpha=-2).argmin(-1)
+                            for a in range(0, m, rows)], 1)  # every row's nearest centre, (R, m)
+        if previous is not None and torch.equal(assign, previous):
+            break  # a fixed point: every further step recomputes the same centres
+        slot = (assign + runs[:, None] * K).reshape(-1)
+        counts = torch.zeros(R * K, dtype=z.dtype, device=z.device).index_add_(
+            0, slot, torch.ones_like(slot, dtype=z.dtype)).reshape(R, K, 1)
+        sums = torch.zeros(R * K, z.shape[-1], dtype=z.dtype, device=z.device).index_add_(
+            0, slot, z.reshape(-1, z.shape[-1])).reshape(R, K, -1)
+        c = torch.where(counts > 0, sums / counts.clamp_min(1), c)
+        previous = assign
     return c
+
+
+def _seed_centres(z: Tensor, K: int, pick) -> Tensor:
+    """k-means++ seeding of R runs at once: ``pick(k, closest)`` gives every run's k-th row
+    (``closest`` (R, m): squared distance of each row to its closest centre so far; None for k = 0)."""
+    runs = torch.arange(z.shape[0], device=z.device)
+    centres = [z[runs, pick(0, None).to(z.device)]]
+    closest = (z - centres[0][:, None]).pow(2).sum(-1)  # (R, m), exact: a row on a centre has 0
+    for k in range(1, K):
+        centres.append(z[runs, pick(k, closest).to(z.device)])
+        closest = torch.minimum(closest, (z - centres[-1][:, None]).pow(2).sum(-1))
+    return torch.stack(centres, 1)  # (R, K, D)
+
+
+def _inverse_cdf_pick(uniforms: Tensor, k: int, closest: Tensor | None, m: int) -> Tensor:
+    """Chapter 2's toy learner: the row where the cumulative weights pass ``uniforms[k]`` × their total."""
+    R = 1 if closest is None else closest.shape[0]
+    device = uniforms.device if closest is None else closest.device
+    uniform = torch.full((R,), min(int(uniforms[k] * m), m - 1), device=device)
+    if closest is None:
+        return uniform
+    total = closest.sum(-1)
+    weighted = torch.searchsorted(closest.cumsum(-1), (uniforms[k] * total)[:, None], right=True)[:, 0]
+    return torch.where(total > 0, weighted.clamp_max(m - 1), uniform)  # every row on a centre: any row will do
+
+
+class _MultinomialPicks:
+    """Each run's picks as ``torch.multinomial(weights, 1, generator)`` makes them (VQ-VAE codebook starts).
+
+    torch.multinomial draws one sample as the row of largest weight / Exp(1) variate, with m
+    variates from the generator per call, and a generator gives its variates in the same
+    order whether they are drawn in one call or in many: so each run's next ``block`` rounds
+    are drawn at once. A run whose rows all lie on centres must draw a uniform row instead
+    (``randint``) at that round, which the block has run ahead of: it is listed in
+    ``fallback``, and :func:`kmeans_batched` seeds it again from its generator's starting
+    state one round at a time (``block=1``), exactly as one ``torch.multinomial`` per round.
+    """
+
+    def __init__(self, generators, m: int, K: int, block: int = 32):
+        self.generators, self.m, self.K, self.block = list(generators), m, K, block
+        self.q: Tensor | None = None
+        self.start = 0
+        self.fallback: list[int] = []
+
+    def __call__(self, k: int, closest: Tensor | None) -> Tensor:
+        gens, m = self.generators, self.m
+        if closest is None:
+            return torch.tensor([torch.randint(m, (1,), generator=g, device="cpu").item() for g in gens])
+        total = closest.sum(-1, keepdim=True)
+        weights = (closest / total).cpu()
+        if self.block == 1:  # one run, one round at a time: torch.multinomial's own draws
+            if float(total[0, 0]) <= 0:  # every row already coincides with a centre
+                pick = torch.randint(m, (1,), generator=gens[0], device="cpu").item()
+            else:
+                pick = (weights[0] / torch.empty(m).exponential_(1, generator=gens[0])).argmax().item()
+            return torch.tensor([pick])
+        if self.q is None or k - self.start >= self.q.shape[1]:
+            self.start, rounds = k, min(self.block, self.K - k)
+            self.q = torch.empty(len(gens), rounds, m)
+            for r, g in enumerate(gens):
+                self.q[r].exponential_(1, generator=g)
+        for r in (total[:, 0] <= 0).nonzero().squeeze(1).tolist():
+            if r not in self.fallback:
+                self.fallback.append(r)
+        return (weights / self.q[:, k - self.start]).argmax(-1)
+
+
+def _rng_state(generator):
+    return torch.random.get_rng_state() if generator is None else generator.get_state()
+
+
+def _set_rng_state(generator, state) -> None:
+    if generator is None:
+        torch.random.set_rng_state(state)
+    else:
+        generator.set_state(state)
 
 
 class VectorQuantizer(nn.Module):
@@ -136,11 +273,10 @@ class VectorQuantizer(nn.Module):
 
     def posterior(self, z: Tensor) -> Tensor:
         """q(k | x) per position for encoder outputs ``z`` (N, L, D) → (N, L, K)."""
-        d = sphere_distances(z.reshape(-1, self.code_dim), self.codes)
         if self.quantizer == "nearest":
-            probs = F.one_hot(d.argmin(1), self.K).to(z.dtype)
+            probs = F.one_hot(nearest(z.reshape(-1, self.code_dim), self.codes), self.K).to(z.dtype)
         else:
-            probs = torch.softmax(-self.beta * d, dim=1)
+            probs = torch.softmax(-self.beta * sphere_distances(z.reshape(-1, self.code_dim), self.codes), dim=1)
         return probs.reshape(*z.shape[:-1], self.K)
 
     def forward(self, z: Tensor, generator: torch.Generator | None = None) -> Quantized:
@@ -148,12 +284,11 @@ class VectorQuantizer(nn.Module):
         flat = z.reshape(-1, D)
         # Normalising makes a new tensor, so the in-place EMA step below leaves the graph intact.
         codebook = self.codes if self.update == "loss" else self.codes.detach()
-        d = sphere_distances(flat, codebook)
         if self.quantizer == "nearest":
-            idx = d.argmin(1)
+            idx = nearest(flat, codebook)
             probs = F.one_hot(idx, self.K).to(z.dtype)
         else:
-            probs = torch.softmax(-self.beta * d, dim=1)
+            probs = torch.softmax(-self.beta * sphere_distances(flat, codebook), dim=1)
             idx = torch.multinomial(probs.detach(), 1, generator=generator).squeeze(1)
         chosen = codebook[idx]
         # Straight-through: the value is exactly e_J (flat − flat.detach() is 0), the gradient

@@ -16,9 +16,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._checks import check_seed, positive_int, unit_float
+from ._checks import check_seed, positive_int, renamed, unit_float
 from .data import check_images
 from .information import test_set_bound
+from .quantize import kmeans_batched
 
 __all__ = ["Supersample", "make_supersample", "draw_mask", "draw_permutation", "split", "split_by_permutation"]
 
@@ -174,10 +175,12 @@ def run_supersample(
     K: int,
     L: int,
     n_masks: int = 10,
-    n_supersamples: int = 5,
+    n_supersamples: int | None = None,
     epochs: int = 100,
-    seed: int = 0,
+    seed: int | None = None,
     *,
+    supersample_seeds=None,
+    train_seed: int = 0,
     learner: str = "vqvae",
     train: str = "all",
     n_bins: int = 2,
@@ -191,11 +194,14 @@ def run_supersample(
 ) -> SupersampleResult:
     """Train one VQ-VAE per (supersample, mask), evaluate all 2n points, bound the gap.
 
-    Chapters 2–4. Supersample s uses ``supersample_seed = seed + s`` (n pairs drawn from
-    ``x``); mask m uses ``mask_seed = 1000·(seed + s) + m``; training uses
-    ``train_seed = seed`` for every run, so runs differ only by their mask. All
+    Chapters 2–4. Supersample s is drawn (n pairs from ``x``) with ``supersample_seeds[s]``
+    (default ``0, 1, …, n_supersamples − 1``; ``n_supersamples`` defaults to 5, or to the
+    number of seeds given); mask m of supersample seed a uses ``mask_seed = 1000·a + m``;
+    every run trains with ``train_seed``, so runs differ only by their mask. (The deprecated
+    ``seed=k`` means ``supersample_seeds = k, k + 1, …`` and ``train_seed = k``.) All
     n_supersamples × n_masks models train at once (:func:`vqlib.ensemble.fit_ensemble`,
-    chunked to fit memory), each exactly as :func:`vqlib.fit` would train it alone.
+    through the training engine, chunked to fit memory), each exactly as :func:`vqlib.fit`
+    would train it alone, and are evaluated at once.
 
     ``train="all"`` trains the whole model on each training half. ``train="encoder"``
     first trains a VQ-VAE on the data outside the supersample, then, for every mask,
@@ -216,17 +222,37 @@ def run_supersample(
     ensemble trainer makes masks cheap). A value that is vacuous only for lack of masks
     gives one :class:`vqlib.certify.CertificateWarning` saying how many would do.
     """
-    from .model import VQVAE
+    from .engine import evaluate_models
     from .ensemble import fit_ensemble
-    from .train import _evaluate
+    from .model import VQVAE
 
     x = check_images(x, name="x")
     n = positive_int(n, "n")
     if 2 * n > len(x):
         raise ValueError(f"n={n} is larger than half the data ({len(x)} inputs allow n ≤ {len(x) // 2})")
     n_masks = positive_int(n_masks, "n_masks", minimum=2)
-    n_supersamples = positive_int(n_supersamples, "n_supersamples")
-    seed = check_seed(seed)
+    if seed is not None:  # the deprecated name: supersamples seed, seed + 1, … and train_seed = seed
+        seed = check_seed(seed)
+        count = 5 if n_supersamples is None else positive_int(n_supersamples, "n_supersamples")
+        supersample_seeds = renamed(supersample_seeds, [seed + s for s in range(count)], "supersample_seeds and "
+                                    "train_seed", "seed", "run_supersample")
+        train_seed = seed
+    if supersample_seeds is None:
+        supersample_seeds = list(range(5 if n_supersamples is None else positive_int(n_supersamples,
+                                                                                     "n_supersamples")))
+    if isinstance(supersample_seeds, (int, np.integer)) and not isinstance(supersample_seeds, bool):
+        supersample_seeds = [supersample_seeds]
+    try:
+        supersample_seeds = [check_seed(s, "supersample_seeds entry") for s in supersample_seeds]
+    except TypeError:
+        raise ValueError(f"supersample_seeds must be a list of seeds, got {supersample_seeds!r}") from None
+    if not supersample_seeds or len(set(supersample_seeds)) != len(supersample_seeds):
+        raise ValueError(f"supersample_seeds must be distinct and non-empty, got {supersample_seeds!r}")
+    if n_supersamples is not None and positive_int(n_supersamples, "n_supersamples") != len(supersample_seeds):
+        raise ValueError(f"n_supersamples={n_supersamples!r} but supersample_seeds has {len(supersample_seeds)} "
+                         "seeds; give one of them")
+    n_supersamples = len(supersample_seeds)
+    train_seed = check_seed(train_seed, "train_seed")
     if train not in ("all", "encoder"):
         raise ValueError(f"train={train!r} is not one of ('all', 'encoder')")
     if learner == "vqvae" and train == "all" and n < 2:  # each model starts its codebook from its n inputs
@@ -242,14 +268,15 @@ def run_supersample(
     if confidence is not None:
         unit_float(confidence, "confidence", open_left=True, open_right=True)
     config = dict(n=n, K=K, L=L, n_masks=n_masks, n_supersamples=n_supersamples, epochs=epochs,
-                  seed=seed, learner=learner, train=train, n_bins=n_bins, delta=delta, confidence=confidence,
+                  supersample_seeds=supersample_seeds, train_seed=train_seed, learner=learner, train=train,
+                  n_bins=n_bins, delta=delta, confidence=confidence,
                   batch_size=batch_size, lr=lr,
                   **model_kwargs)
     K, L = positive_int(K, "K"), positive_int(L, "L")
-    build = lambda: VQVAE(x.shape[1:], K, L, seed=seed, **model_kwargs)  # noqa: E731
+    build = lambda: VQVAE(x.shape[1:], K, L, seed=train_seed, **model_kwargs)  # noqa: E731
     S, M = n_supersamples, n_masks
-    sss = [make_supersample(x, n, supersample_seed=seed + s) for s in range(S)]
-    mask_seeds = [[1000 * (seed + s) + m for m in range(M)] for s in range(S)]
+    sss = [make_supersample(x, n, supersample_seed=a) for a in supersample_seeds]
+    mask_seeds = [[1000 * a + m for m in range(M)] for a in supersample_seeds]
     masks = np.array([[draw_mask(n, mask_seed=ms) for ms in row] for row in mask_seeds])
     halves = [split(sss[s], masks[s, m])[0] for s in range(S) for m in range(M)]
     losses = np.zeros((S, M, n, 2))
@@ -257,7 +284,7 @@ def run_supersample(
     references: list = [None] * S
     if learner == "kmeans":  # every (supersample, mask) at once, each as kmeans_learner would train it
         point_losses, post = kmeans_learners(torch.stack(halves), torch.stack([sss[s].flat() for s in range(S)
-                                                                               for _ in range(M)]), K, seed=seed)
+                                                                               for _ in range(M)]), K, seed=train_seed)
         losses[:] = point_losses.numpy().reshape(S, M, n, 2)
         posts[:] = post.reshape(S, M, n, 2, L, K)
     else:
@@ -266,8 +293,8 @@ def run_supersample(
             outside = [x[torch.as_tensor(np.setdiff1d(np.arange(len(x)), ss.source_index.reshape(-1)))]
                        for ss in sss]
             frozen = [build() for _ in range(S)]
-            fit_ensemble(frozen, outside, epochs=epochs, batch_size=batch_size, lr=lr, seeds=seed, device=device,
-                         evaluate=False)
+            fit_ensemble(frozen, outside, epochs=epochs, batch_size=batch_size, lr=lr, train_seeds=train_seed,
+                         device=device, evaluate=False)
             for s in range(S):
                 with torch.no_grad():  # priors from a model that never saw the supersample
                     references[s] = frozen[s].posterior(sss[s].flat().to(frozen[s].device)).cpu().numpy().reshape(
@@ -281,30 +308,26 @@ def run_supersample(
                     model.freeze_codebook_and_decoder()
                 models.append(model)
         # every (supersample, mask) model at once, each as vqlib.fit would train it
-        fit_ensemble(models, halves, epochs=epochs, batch_size=batch_size, lr=lr, seeds=seed, device=device,
-                     evaluate=False, progress=progress)
-        for s in range(S):
-            flat = sss[s].flat()
-            for m in range(M):
-                model = models[s * M + m]
-                point_losses, _ = _evaluate(model, flat, seed=seed)
-                with torch.no_grad():
-                    post = model.posterior(flat.to(model.device)).cpu().numpy()
-                losses[s, m] = point_losses.numpy().reshape(n, 2)
-                posts[s, m] = post.reshape(n, 2, L, K)
+        fit_ensemble(models, halves, epochs=epochs, batch_size=batch_size, lr=lr, train_seeds=train_seed,
+                     device=device, evaluate=False, progress=progress)
+        points = torch.stack([sss[s].flat() for s in range(S) for _ in range(M)])
+        point_losses, _, post = evaluate_models(models, points, train_seeds=[train_seed] * len(models),
+                                                posteriors=True)
+        losses[:] = point_losses.double().numpy().reshape(S, M, n, 2)
+        posts[:] = post.numpy().reshape(S, M, n, 2, L, K)
         if not np.isfinite(losses).all():  # never a silent NaN in a bound
             raise FloatingPointError(f"training diverged: some losses are not finite (lr={lr!r}); try a smaller lr")
     rows, per_pair, run_gaps, held_out = [], [], [], []
     rows_idx = np.arange(n)
     for s in range(S):
-        ss_seed = seed + s
+        ss_seed = supersample_seeds[s]
         for m in range(M):
             U = masks[s, m]
             train_l, test_l = losses[s, m][rows_idx, U], losses[s, m][rows_idx, 1 - U]
             run_gaps.append((s, float(test_l.mean() - train_l.mean())))
             held_out.append(test_set_bound(np.clip(test_l, 0, 1), delta=delta)["kl_inverse"] - train_l.mean() + delta)
             for i in range(n):
-                rows.append(dict(supersample_seed=ss_seed, mask_seed=mask_seeds[s][m], train_seed=seed, i=i,
+                rows.append(dict(supersample_seed=ss_seed, mask_seed=mask_seeds[s][m], train_seed=train_seed, i=i,
                                  U=int(U[i]), loss0=float(losses[s, m][i, 0]), loss1=float(losses[s, m][i, 1])))
         per_pair.append(_pair_bounds(losses[s], masks[s], posts[s], n_bins, references[s]))
     result = _summarise(per_pair, run_gaps, held_out, rows, config, train)
@@ -349,8 +372,9 @@ def kmeans_learners(x_trains: Tensor, points: Tensor, K: int, *, seed: int = 0, 
     ``x_trains`` (R, m, ...) holds each run's training inputs and ``points`` (R, N, ...) the
     points it is evaluated on. Every run draws the same uniform numbers from ``seed`` (the
     seeding picks a row by inverting the cumulative k-means++ weights), so a run's result
-    depends only on its training inputs, as if trained alone. Returns the losses (R, N)
-    and one-hot posteriors (R, N, 1, K).
+    depends only on its training inputs, as if trained alone. The k-means is the one the
+    VQ-VAEs' codebooks start from (:func:`vqlib.quantize.kmeans_batched`), in float64.
+    Returns the losses (R, N) and one-hot posteriors (R, N, 1, K).
     """
     K = positive_int(K, "K")
     R, m = x_trains.shape[:2]
@@ -361,12 +385,7 @@ def kmeans_learners(x_trains: Tensor, points: Tensor, K: int, *, seed: int = 0, 
     for start in range(0, R, chunk):
         z = x_trains[start : start + chunk].reshape(-1, m, int(np.prod(x_trains.shape[2:]))).double()
         flat = points[start : start + chunk].reshape(len(z), points.shape[1], -1).double()
-        c = _kmeans_plus_plus(z, K, u)
-        for _ in range(iters):
-            assign = _batched_sq_dist(z, c).argmin(-1)  # (r, m)
-            sums = torch.zeros_like(c).scatter_add_(1, assign[..., None].expand_as(z), z)
-            counts = torch.zeros(c.shape[:2], dtype=z.dtype).scatter_add_(1, assign, torch.ones_like(assign, dtype=z.dtype))
-            c = torch.where(counts[..., None] > 0, sums / counts.clamp_min(1)[..., None], c)
+        c = kmeans_batched(z, K, iters=iters, uniforms=u)  # the engine's k-means, with shared uniforms
         d = _batched_sq_dist(flat, c)  # (r, N, K)
         out_losses.append((d.min(-1).values / flat.shape[-1]).clamp(0, 1).float())
         post = np.zeros((*d.shape[:2], 1, K), dtype=np.float32)
@@ -379,24 +398,6 @@ def _batched_sq_dist(z: Tensor, c: Tensor) -> Tensor:
     """‖z_i − c_k‖² for every run: z (r, m, d), c (r, K, d) → (r, m, K), clamped at 0."""
     d = (z * z).sum(-1, keepdim=True) - 2 * z @ c.transpose(1, 2) + (c * c).sum(-1)[:, None, :]
     return d.clamp_min(0.0)
-
-
-def _kmeans_plus_plus(z: Tensor, K: int, u: Tensor) -> Tensor:
-    """k-means++ seeding of every run with the shared uniforms ``u`` (K,): (r, K, d) centres."""
-    r, m, _ = z.shape
-    rows = torch.arange(r)
-    first = torch.full((r,), min(int(u[0] * m), m - 1))
-    centres = [z[rows, first]]
-    closest = ((z - z[rows, first][:, None]) ** 2).sum(-1)  # (r, m)
-    for k in range(1, K):
-        total = closest.sum(-1)
-        cum = closest.cumsum(-1)
-        weighted = torch.searchsorted(cum, (u[k] * total)[:, None], right=True)[:, 0].clamp_max(m - 1)
-        uniform = torch.full((r,), min(int(u[k] * m), m - 1))
-        pick = torch.where(total > 0, weighted, uniform)  # every row on a centre: any row will do
-        centres.append(z[rows, pick])
-        closest = torch.minimum(closest, ((z - z[rows, pick][:, None]) ** 2).sum(-1))
-    return torch.stack(centres, 1)
 
 
 def _pair_bounds(losses, masks, posts, n_bins, reference=None) -> list[dict]:
@@ -442,7 +443,7 @@ def _summarise(per_pair, run_gaps, held_out, rows, config, train) -> Supersample
     for s, pairs in zip(seeds, per_pair):
         g = np.array([v for t, v in run_gaps if t == s])
         h = np.array([v for (t, _), v in zip(run_gaps, held_out) if t == s])
-        per_ss.append(dict(supersample_seed=config["seed"] + s, gap=float(g.mean()),
+        per_ss.append(dict(supersample_seed=config["supersample_seeds"][s], gap=float(g.mean()),
                            gap_sem=float(g.std(ddof=1) / math.sqrt(len(g))), held_out=float(h.mean()),
                            **_bounds_of(pairs, slack)))
     gaps = np.array([v for _, v in run_gaps])

@@ -49,7 +49,7 @@ def sweep_latents(
         settings = tqdm(settings, desc="(K, L)")
     for K, L in settings:
         model = VQVAE(x_train.shape[1:], K, L, seed=train_seed, **model_kwargs)
-        fit(model, x_train, epochs=epochs, seed=train_seed, device=device)
+        fit(model, x_train, epochs=epochs, train_seed=train_seed, device=device)
         train, train_codes = _evaluate(model, x_train, seed=train_seed)  # one pass: losses and codes
         test, _ = _evaluate(model, x_test, seed=train_seed)
         usage = codebook_usage(train_codes, K)

@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ._checks import positive_float, positive_int
@@ -263,30 +262,6 @@ def _sample_codes(log_q: Tensor, u: Tensor) -> Tensor:
     return torch.searchsorted(cdf, u.unsqueeze(-1).contiguous()).squeeze(-1).clamp_max(K - 1)
 
 
-def _log_posteriors(reference: VQVAE, params: list[Tensor], x: Tensor) -> tuple[Tensor, Tensor]:
-    """R encoders on (R, N, C, H, W) → (z (R, N·L, D), log q (R, N, L, K)) with the reference's codes."""
-    from .prior_bounds import _encode_batched
-
-    R, N = x.shape[:2]
-    L, D, K = reference.L, reference.code_dim, reference.K
-    z = F.normalize(_encode_batched(params, x.reshape(R, N, -1)).reshape(R, N * L, D), dim=-1)
-    d = sphere_distances(z.reshape(-1, D), reference.quantizer.codes.detach())
-    return z, torch.log_softmax(-reference.beta * d, dim=1).reshape(R, N, L, K)
-
-
-def _encode_quantize(reference: VQVAE, params: list[Tensor], x: Tensor, generator: torch.Generator):
-    """R encoders on (R, N, C, H, W), one sampled LV per position (straight-through), decoded:
-    (z (R, N·L, D), chosen codes (R, N·L, D), x̂ (R, N, d)); the training step of chapter 6."""
-    R, N = x.shape[:2]
-    L, D, K = reference.L, reference.code_dim, reference.K
-    z, log_q = _log_posteriors(reference, params, x)
-    idx = torch.multinomial(log_q.detach().reshape(-1, K).exp(), 1, generator=generator).squeeze(1)
-    chosen = reference.quantizer.codes.detach()[idx].reshape(R, N * L, D)
-    z_q = chosen + (z - z.detach())  # straight-through, as in VectorQuantizer.forward
-    x_hat = reference.decode(z_q.reshape(R * N, L, D)).reshape(R, N, -1)
-    return z, chosen, x_hat
-
-
 @dataclass
 class TemperatureRuns:
     """What :func:`softmax_encoder_runs` recorded (chapter 6): S supersamples × M masks.
@@ -332,13 +307,15 @@ def softmax_encoder_runs(x, reference: VQVAE, n: int, *, supersample_seeds, n_ma
     mask m of supersample s with ``mask_seed = 1000·s + m``; every run starts from the
     reference's encoder and takes ``steps`` full-batch Adam steps on its n training
     points, LVs sampled from q (seeded by ``train_seed``) with straight-through gradients,
-    codebook and decoder frozen; all runs train at once. Then every run's posteriors on
+    codebook and decoder frozen; all runs train at once, through the training engine
+    (:mod:`vqlib.engine`, one generator drawing every run's LVs). Then every run's posteriors on
     all 2n points are recorded, and their losses with ``n_samples`` LVs per point drawn by
     inverse-CDF sampling from uniforms seeded by ``sample_seed``, the same uniforms for
     every run and the reference (independent of every mask), plus one LV per point and run
     from uniforms of its own (``single``).
     """
-    from .prior_bounds import _stacked_encoder, check_encoder_runs
+    from .engine import train
+    from .prior_bounds import check_encoder_runs, encoder_stack
     from .supersample import draw_mask, make_supersample, split
 
     reference = _softmax_model(reference, "reference")
@@ -355,21 +332,9 @@ def softmax_encoder_runs(x, reference: VQVAE, n: int, *, supersample_seeds, n_ma
         mask_seeds = np.array([[1000 * s + m for m in range(M)] for s in seeds])
         masks = np.array([[draw_mask(n, mask_seed=int(ms)) for ms in row] for row in mask_seeds])
         halves = torch.stack([split(sss[a], masks[a, m])[0] for a in range(S) for m in range(M)])
-        params = _stacked_encoder(reference, S * M)
-        gen = torch.Generator().manual_seed(train_seed)
-        if steps:
-            for p in params:
-                p.requires_grad_(True)
-            opt = torch.optim.Adam(params, lr=lr)  # elementwise: S·M independent Adams
-            target = halves.reshape(S * M, n, -1)
-            for _ in range(steps):
-                z, chosen, x_hat = _encode_quantize(reference, params, halves, gen)
-                recon = (x_hat - target).pow(2).mean((1, 2))
-                commitment = (z - chosen.detach()).pow(2).mean((1, 2))
-                opt.zero_grad(set_to_none=True)
-                (recon + reference.commitment * commitment).sum().backward()
-                opt.step()
-            params = [p.detach() for p in params]
+        stack = encoder_stack(reference, R=S * M)  # encoders stacked; codebook and decoder held once, shared
+        if steps:  # full batch, LVs sampled from one generator for all runs (one draw per step)
+            train(stack, halves, epochs=steps, lr=lr, sampler=torch.Generator().manual_seed(train_seed))
         sampler = torch.Generator().manual_seed(sample_seed)
         u = torch.rand(2 * n, n_samples, reference.L, generator=sampler)
         shape = (S, M, n, 2)
@@ -377,17 +342,18 @@ def softmax_encoder_runs(x, reference: VQVAE, n: int, *, supersample_seeds, n_ma
         log_q = np.zeros((*shape, reference.L, reference.K), dtype=np.float32)
         ref_losses, ref_single = np.zeros((S, n, 2)), np.zeros((S, n, 2))
         ref_log_q = np.zeros((S, n, 2, reference.L, reference.K), dtype=np.float32)
-        ref_params = _stacked_encoder(reference, 1)
+        alone = encoder_stack(reference)
         with torch.no_grad():
             for a, ss in enumerate(sss):
                 flat = ss.flat()
                 for run, out_mean, out_single, out_lq in (
-                    ([p[a * M:(a + 1) * M] for p in params], losses, single, log_q),
-                    (ref_params, ref_losses, ref_single, ref_log_q),
+                    (stack.select(a * M, (a + 1) * M), losses, single, log_q),
+                    (alone, ref_losses, ref_single, ref_log_q),
                 ):
-                    R = run[0].shape[0]
-                    xs = flat.unsqueeze(0).expand(R, *flat.shape)
-                    _, lq = _log_posteriors(reference, run, xs)  # (R, 2n, L, K)
+                    R = run.R
+                    z = run.encode(flat.reshape(1, 2 * n, -1).expand(R, -1, -1))  # (R, 2n·L, D)
+                    d = run.distances(z, run.codes())
+                    lq = torch.log_softmax(-reference.beta * d, dim=-1).reshape(R, 2 * n, reference.L, reference.K)
                     # n_samples draws from uniforms shared by all runs (common random numbers), then
                     # one draw from fresh uniforms per run: across runs, i.i.d. given the supersample
                     fresh = torch.rand(R, 2 * n, 1, reference.L, generator=sampler)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import Tensor
 
-from ._checks import check_seed, positive_float, positive_int, real_array
+from ._checks import check_seed, positive_float, positive_int, real_array, renamed
 from .data import check_images
 from .device import resolve_device
 from .metrics import codebook_usage, normalised_mse, per_input_loss
@@ -35,19 +35,26 @@ class EpochRecord:
 
 @dataclass
 class History:
-    """Per-epoch records of one :func:`fit` call, with the seed and configuration."""
+    """Per-epoch records of one :func:`fit` call, with its ``train_seed`` and configuration."""
 
-    seed: int
+    train_seed: int
     config: dict
     epochs: list[EpochRecord] = field(default_factory=list)
+
+    @property
+    def seed(self) -> int:
+        """Deprecated name of :attr:`train_seed`."""
+        warnings.warn("History.seed is deprecated and will be removed in the next release; use History.train_seed",
+                      DeprecationWarning, stacklevel=2)
+        return self.train_seed
 
     @property
     def final(self) -> EpochRecord:
         return self.epochs[-1]
 
     def rows(self) -> list[dict]:
-        """One dict per epoch, with the seed in every row (a tidy table)."""
-        return [{"seed": self.seed, **asdict(r)} for r in self.epochs]
+        """One dict per epoch, with ``train_seed`` in every row (a tidy table)."""
+        return [{"train_seed": self.train_seed, **asdict(r)} for r in self.epochs]
 
     def to_csv(self, path=None) -> str:
         """The rows as CSV text (written to ``path`` when given)."""
@@ -105,18 +112,22 @@ def fit(
     epochs: int = 30,
     batch_size: int = 64,
     lr: float = 2e-3,
-    seed: int = 0,
+    train_seed: int = 0,
     progress: bool = False,
     *,
     x_val=None,
     device=None,
     kl_weight: float = 0.0,
     kl_prior=None,
+    seed: int | None = None,
 ) -> History:
     """Train ``model`` on images ``x`` (N, C, H, W) in [0, 1] and return its history.
 
     Everything random (codebook initialisation, batch order, softmax sampling) is drawn
-    from ``seed``; the global random state is left as it was. The same model
+    from ``train_seed``; the global random state is left as it was. (``seed=`` is the
+    deprecated name of ``train_seed``.) This is the single-model path: the training engine
+    (:mod:`vqlib.engine`, :func:`vqlib.ensemble.fit_ensemble`) trains many models at once,
+    each as this function would, and shares its optimiser and codebook start. The same model
     construction, data and seed give the same numbers on the CPU. The model ends in
     evaluation mode, on ``device`` (default: :func:`vqlib.default_device`).
 
@@ -127,11 +138,13 @@ def fit(
     posterior, and for the nearest quantizer its tempered version (the one-hot
     nearest-code posterior passes no gradient).
     """
+    from .engine import Adam
+
     model = check_model(model)
     epochs = positive_int(epochs, "epochs")
     batch_size = positive_int(batch_size, "batch_size")
     lr = check_lr(lr)
-    seed = check_seed(seed)
+    seed = check_seed(renamed(train_seed, seed, "train_seed", "seed", "fit", default=0), "train_seed")
     x = check_images(x, name="x", in_shape=model.in_shape)
     if x_val is not None:
         x_val = check_images(x_val, name="x_val", in_shape=model.in_shape)
@@ -140,15 +153,18 @@ def fit(
     check_training_set(model, len(x))
     model.to(dev)
     x = x.to(dev)
-    history = History(seed=seed, config=dict(model.config, epochs=epochs, batch_size=batch_size, lr=lr))
+    history = History(train_seed=seed, config=dict(model.config, epochs=epochs, batch_size=batch_size, lr=lr))
     gen = torch.Generator().manual_seed(seed)
     fork = [dev.index or 0] if dev.type == "cuda" else []
     with torch.random.fork_rng(devices=fork):
-        torch.manual_seed(seed)
+        if fork:
+            torch.manual_seed(seed)
+        else:  # on the CPU only the CPU generator draws (softmax latents)
+            torch.default_generator.manual_seed(seed)
         if not bool(model.codebook_initialised):
             sample = x[torch.randperm(len(x), generator=gen)[:4096].to(dev)]
             model.init_codebook(sample, generator=gen)
-        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+        opt = Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
         model.quantizer.recent_count.zero_()
         for epoch in _progress(range(1, epochs + 1), progress, "epochs"):
             model.train()
@@ -161,7 +177,7 @@ def fit(
                     log_q = torch.log_softmax(-model.beta * d2, dim=-1).reshape(out.probs.shape)
                     kl = (log_q.exp() * (log_q - log_prior.to(dev))).sum((-1, -2)).mean()
                     loss = loss + kl_weight * kl
-                opt.zero_grad(set_to_none=True)
+                opt.zero_grad()
                 loss.backward()
                 opt.step()
             reset = 0

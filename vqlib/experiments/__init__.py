@@ -6,8 +6,11 @@ A chapter's sweep lives in a module ``vqlib/experiments/chNN_<topic>.py`` that b
 from the command line; both read and fill the result cache (:mod:`vqlib.cache`).
 
 A sweep is a grid of independent jobs: each key in ``grid`` names a configuration entry
-that holds a list, and one job takes one value of each. ``compute(x, **job)`` trains
-and measures one job and returns its tidy rows. Jobs are cached one by one, so an
+that holds a list, and one job takes one value of each. A sweep declares its data
+(``data``: which datasets and splits a job reads, under which argument names); the runner
+loads each of them once and calls ``compute(**arrays, **job)``, which trains and measures
+one job and returns its tidy rows. The cache key of a job is built from its configuration
+and from the arrays it reads, nothing else. Jobs are cached one by one, so an
 interrupted sweep resumes where it stopped, and they can run in parallel
 (``executor="dask"``, see :mod:`vqlib.jobs`). A job's rows follow the sweep's schema
 (:meth:`Sweep.check_rows`), checked when they are computed and again whenever they are
@@ -35,12 +38,15 @@ class Sweep:
     name : registry name, ``"chNN-<what>"`` (e.g. ``"ch07-penalty"``).
     chapter : the chapter file it serves, e.g. ``"07_generation"``.
     doc : one line saying what it measures (shown by ``python -m vqlib list``).
-    quick, full : the configuration of each profile. ``dataset`` (default ``"digits"``)
-        names the data passed to ``compute``; every other entry is passed as a keyword.
-    compute : ``compute(x, **job) -> list[dict]``, the rows of one job; ``x`` is the
-        dataset's images as a float tensor (N, C, H, W) in [0, 1].
+    quick, full : the configuration of each profile. Every entry is passed to ``compute``
+        as a keyword, except ``dataset`` (see ``data``).
+    compute : ``compute(**arrays, **job) -> list[dict]``, the rows of one job; each array is
+        a dataset's images as a float tensor (N, C, H, W) in [0, 1].
     grid : configuration keys whose list values are swept, one job per combination.
     columns : columns every row must hold, beyond the seeds (part of :meth:`check_rows`).
+    data : ``data(job) -> {argument: (dataset, split)}``, the data one job reads (see
+        :meth:`inputs`); without it a job reads ``x``, the ``"train"`` split of the
+        configuration's ``dataset`` (default ``"digits"``).
     """
 
     name: str
@@ -51,6 +57,7 @@ class Sweep:
     compute: Callable[..., list[dict]]
     grid: tuple[str, ...] = field(default=())
     columns: tuple[str, ...] = field(default=())
+    data: Callable[[Mapping], Mapping[str, tuple[str, str]]] | None = None
 
     def config(self, profile: str | None = None, **overrides) -> dict:
         """The configuration of ``profile`` (default: :func:`vqlib.current_profile`), with overrides."""
@@ -98,6 +105,35 @@ class Sweep:
                 return f"its row {i} names no seed"
         return problem
 
+    def inputs(self, job: Mapping) -> dict[str, tuple[str, str]]:
+        """The data one job reads: ``{compute's argument: (dataset, split)}``.
+
+        ``job`` is one configuration of :meth:`jobs`, with ``dataset`` when the configuration
+        has one. The runner loads each (dataset, split) once, and the job's cache key holds
+        the fingerprints of exactly these arrays.
+        """
+        if self.data is None:
+            return {"x": (job.get("dataset", "digits"), "train")}
+        return dict(self.data(job))
+
+    def _plan(self, profile, overrides) -> tuple[list[dict], list[dict], dict]:
+        """(jobs as compute takes them, their cache configurations, the arrays they read by job index)."""
+        from ..data import load_dataset
+
+        config = self.config(profile, **overrides)
+        dataset = config.pop("dataset", None)
+        jobs = self.jobs(config)
+        keys = [dict(job, dataset=dataset) if dataset is not None else dict(job) for job in jobs]
+        loaded: dict = {}
+        arrays = []
+        for key in keys:
+            wanted = self.inputs(key)
+            for pair in wanted.values():
+                if pair not in loaded:  # every (dataset, split) is read once, whatever the number of jobs
+                    loaded[pair] = load_dataset(pair[0], split=pair[1])
+            arrays.append({arg: loaded[pair] for arg, pair in wanted.items()})
+        return jobs, keys, arrays
+
     def count_cached(self, profile: str | None = None, *, root=None, **overrides) -> tuple[int, int]:
         """(jobs with a healthy cache entry in ``root``, all jobs) of this configuration; reads only.
 
@@ -105,17 +141,13 @@ class Sweep:
         rerun will resume from.
         """
         from ..cache import cache_dir, is_cached
-        from ..data import load_dataset
 
-        config = self.config(profile, **overrides)
-        dataset = config.pop("dataset", "digits")
-        jobs = self.jobs(config)
         root = cache_dir() if root is None else root
         if root is None:
-            return 0, len(jobs)
-        x = load_dataset(dataset)
-        done = sum(is_cached(self.name, dict(job, dataset=dataset), data=x, root=root, validate=self.check_rows)
-                   for job in jobs)
+            return 0, len(self.jobs({k: v for k, v in self.config(profile, **overrides).items() if k != "dataset"}))
+        jobs, keys, arrays = self._plan(profile, overrides)
+        done = sum(is_cached(self.name, key, data=data, root=root, validate=self.check_rows)
+                   for key, data in zip(keys, arrays))
         return done, len(jobs)
 
     def run(self, profile: str | None = None, *, cache: bool = True, refresh: bool = False,
@@ -128,31 +160,27 @@ class Sweep:
         sent; the rows are the same, in the same order, whichever executor ran them.
         """
         from ..cache import cache_dir, cached, code_fingerprint, lookup
-        from ..data import load_dataset
         from ..jobs import EXECUTORS
 
         if executor not in EXECUTORS:
             raise ValueError(f"executor={executor!r} is not one of {EXECUTORS}")
 
-        config = self.config(profile, **overrides)
-        dataset = config.pop("dataset", "digits")
-        x = load_dataset(dataset)
-        jobs = self.jobs(config)
+        jobs, keys, arrays = self._plan(profile, overrides)
         # the folder is resolved here, so workers started elsewhere write where this reads
         # and under this process's code fingerprint
         root = cache_dir() if cache else None
         code = code_fingerprint()
         name, compute, check = self.name, self.compute, self.check_rows
 
-        def one(job):
-            return cached(name, dict(job, dataset=dataset), lambda: compute(x, **job), data=x, refresh=refresh,
+        def one(i):
+            return cached(name, keys[i], lambda: compute(**arrays[i], **jobs[i]), data=arrays[i], refresh=refresh,
                           root=root, code=code, validate=check)
 
         results: list = [None] * len(jobs)
         todo = list(range(len(jobs)))
         if root is not None and not refresh:  # warm jobs are read here, never sent to a worker
-            for i, job in enumerate(jobs):
-                results[i] = lookup(name, dict(job, dataset=dataset), data=x, root=root, code=code, validate=check)
+            for i in range(len(jobs)):
+                results[i] = lookup(name, keys[i], data=arrays[i], root=root, code=code, validate=check)
             todo = [i for i in todo if results[i] is None]
         if executor == "serial":
             it = todo
@@ -161,11 +189,11 @@ class Sweep:
 
                 it = tqdm(todo, desc=self.name)
             for i in it:
-                results[i] = one(jobs[i])
+                results[i] = one(i)
         elif todo:
             from ..jobs import map_jobs
 
-            for i, rows in zip(todo, map_jobs(one, [jobs[i] for i in todo], executor=executor, workers=workers)):
+            for i, rows in zip(todo, map_jobs(one, todo, executor=executor, workers=workers)):
                 results[i] = rows
         return [row for rows in results for row in rows]
 

@@ -23,20 +23,23 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..data import load_dataset
 from ..sweep import sweep_latents
 from . import Sweep, register
 
 __all__ = ["LATENTS", "MODEL", "model_of"]
 
 
-def _model(x, *, K, L, data, epochs, train_seed):
+def _data(job) -> dict:
+    """Both sweeps read the training and test splits of ``data``."""
+    return {"x_train": (job["data"], "train"), "x_test": (job["data"], "test")}
+
+
+def _model(*, x_train, x_test, K, L, data, epochs, train_seed):
     from ..model import VQVAE
     from ..train import fit
 
-    x_train, x_test = load_dataset(data, split="train"), load_dataset(data, split="test")
     model = VQVAE(x_train.shape[1:], K=K, L=L)
-    history = fit(model, x_train, epochs=epochs, seed=train_seed, x_val=x_test)
+    history = fit(model, x_train, epochs=epochs, train_seed=train_seed, x_val=x_test)
     state = {name: value.detach().cpu().tolist() for name, value in model.state_dict().items()}
     return [dict(K=K, L=L, epochs=epochs, train_seed=train_seed, data=data, in_shape=list(x_train.shape[1:]),
                  history=history.rows(), state=state)]
@@ -53,9 +56,7 @@ def model_of(row):
     return model.eval()
 
 
-def _latents(x, *, K, L, data, epochs, train_seed, n_shown):
-    x_train = load_dataset(data, split="train")
-    x_test = load_dataset(data, split="test")
+def _latents(*, x_train, x_test, K, L, data, epochs, train_seed, n_shown):
     rows, models = sweep_latents(x_train, x_test, [K], [L], epochs=epochs, train_seed=train_seed)
     model = models[K, L]
     with torch.no_grad():
@@ -71,6 +72,7 @@ MODEL = register(Sweep(
     full=dict(K=32, L=8, data="digits", epochs=150, train_seed=0),
     compute=_model,
     columns=("K", "L", "history", "state"),
+    data=_data,
 ))
 
 LATENTS = register(Sweep(
@@ -83,4 +85,5 @@ LATENTS = register(Sweep(
     compute=_latents,
     columns=("K", "L", "train_loss", "test_loss", "gap"),
     grid=("L", "K"),
+    data=_data,
 ))

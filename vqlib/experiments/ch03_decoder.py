@@ -26,7 +26,6 @@ set ``data=mnist`` where they are present.
 from __future__ import annotations
 
 from .. import decoder_gap as dg
-from ..data import load_dataset
 from ..train import reconstruction_loss
 from . import Sweep, register
 
@@ -53,16 +52,19 @@ def results_of(rows) -> dict:
     return out
 
 
-def _memoriser(x, *, data, separate, pool, n, K, L, hidden, supersample_seeds, mask_seeds):
-    x_separate, x_pool = load_dataset(data, split=separate), load_dataset(data, split=pool)
+def _data(job) -> dict:
+    """Both sweeps read the ``separate`` split (the reference) and the ``pool`` split (the supersamples) of ``data``."""
+    return {"x_separate": (job["data"], job["separate"]), "x_pool": (job["data"], job["pool"])}
+
+
+def _memoriser(*, x_separate, x_pool, data, separate, pool, n, K, L, hidden, supersample_seeds, mask_seeds):
     fixed = dg.reference_model(x_separate, K=K, L=L, decoder_steps=0, hidden=hidden)  # no training at all
     memo = dg.memoriser_gap(fixed, x_pool, n, supersample_seeds=supersample_seeds, mask_seeds=mask_seeds)
     return _tagged("memoriser", memo)
 
 
-def _parts(x, *, K, data, separate, pool, n, L, hidden, lr, steps, supersample_seeds, mask_seeds, rescue_K,
-           rescue_decoder_steps):
-    x_separate, x_pool = load_dataset(data, split=separate), load_dataset(data, split=pool)
+def _parts(*, x_separate, x_pool, K, data, separate, pool, n, L, hidden, lr, steps, supersample_seeds, mask_seeds,
+           rescue_K, rescue_decoder_steps):
     rescue = K == rescue_K
     reference = dg.reference_model(x_separate, K=K, L=L, decoder_steps=rescue_decoder_steps if rescue else 0,
                                    hidden=hidden)
@@ -83,6 +85,7 @@ MEMORISER = register(Sweep(
     full=dict(_COMMON, K=256, L=8, hidden=32, supersample_seeds=list(range(40)), mask_seeds=list(range(32))),
     compute=_memoriser,
     columns=("K", "L", "row", "part"),
+    data=_data,
 ))
 
 PARTS_SWEEP = register(Sweep(
@@ -96,4 +99,5 @@ PARTS_SWEEP = register(Sweep(
     compute=_parts,
     columns=("K", "L", "row", "part"),
     grid=("K",),
+    data=_data,
 ))

@@ -33,9 +33,10 @@ from . import Sweep, register
 __all__ = ["MAIN", "SETTINGS", "axis_settings", "runs_of", "split_reference_pool", "summary_of"]
 
 
-def split_reference_pool(data: str, split: str, n_reference: int, split_seed: int):
-    """(x_ref, x_pool): the first ``n_reference`` images of a seeded permutation, and the rest."""
-    x = load_dataset(data, split=split)
+def split_reference_pool(data, split: str, n_reference: int, split_seed: int):
+    """(x_ref, x_pool): the first ``n_reference`` images of a seeded permutation of ``split`` of
+    ``data`` (a dataset name, or its images already loaded), and the rest."""
+    x = load_dataset(data, split=split) if isinstance(data, str) else data
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(split_seed))
     return x[order[:n_reference]], x[order[n_reference:]]
 
@@ -62,9 +63,9 @@ def runs_of(row) -> pb.EncoderRuns:
         config=dict(row["runs_config"]))
 
 
-def _one(data, split, n_reference, split_seed, K, L, n, supersample_seeds, n_masks, reference_epochs,
+def _one(x, data, split, n_reference, split_seed, K, L, n, supersample_seeds, n_masks, reference_epochs,
          reference_lr, hidden, train_seed, steps, lr) -> dict:
-    x_ref, x_pool = split_reference_pool(data, split, n_reference, split_seed)
+    x_ref, x_pool = split_reference_pool(x, split, n_reference, split_seed)
     reference = pb.train_reference(x_ref, K, L, epochs=reference_epochs, lr=reference_lr, hidden=hidden,
                                    train_seed=train_seed)
     runs = pb.encoder_only_runs(x_pool, reference, n, supersample_seeds=supersample_seeds, n_masks=n_masks,
@@ -82,13 +83,18 @@ def summary_of(runs) -> dict:
     return {k: v for k, v in pb.lv_summary(runs).to_json().items() if k != "rows"}
 
 
-def _main(x, *, K, L, n, supersample_seeds, n_masks, **common):
-    return [_one(K=K, L=L, n=n, supersample_seeds=supersample_seeds, n_masks=n_masks, **common)]
+def _data(job) -> dict:
+    """Both sweeps read ``split`` of ``data``, which they cut into the reference's digits and the pool."""
+    return {"x": (job["data"], job["split"])}
 
 
-def _settings(x, *, setting, supersample_seeds, n_masks, **common):
+def _main(*, x, K, L, n, supersample_seeds, n_masks, **common):
+    return [_one(x, K=K, L=L, n=n, supersample_seeds=supersample_seeds, n_masks=n_masks, **common)]
+
+
+def _settings(*, x, setting, supersample_seeds, n_masks, **common):
     K, L, n = setting
-    return [_one(K=K, L=L, n=n, supersample_seeds=supersample_seeds, n_masks=n_masks, **common)]
+    return [_one(x, K=K, L=L, n=n, supersample_seeds=supersample_seeds, n_masks=n_masks, **common)]
 
 
 _COMMON = dict(data="digits", split="all", n_reference=600, split_seed=0, reference_lr=5e-3, hidden=64,
@@ -105,6 +111,7 @@ MAIN = register(Sweep(
     full=dict(_COMMON, K=64, L=4, n=16, supersample_seeds=list(range(8)), n_masks=512, reference_epochs=60),
     compute=_main,
     columns=("K", "L", "n", "summary"),
+    data=_data,
 ))
 
 SETTINGS = register(Sweep(
@@ -118,4 +125,5 @@ SETTINGS = register(Sweep(
     compute=_settings,
     columns=("K", "L", "n", "summary"),
     grid=("setting",),
+    data=_data,
 ))

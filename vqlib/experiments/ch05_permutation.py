@@ -21,6 +21,11 @@ from . import Sweep, register
 __all__ = ["EXACT", "MONTE_CARLO"]
 
 
+def _data(job) -> dict:
+    """Both sweeps read the training split of ``dataset``."""
+    return {"x": (job.get("dataset", "digits"), "train")}
+
+
 def _exact(x, *, n, settings, supersample_seeds, swap_rounds):
     rows = []
     for K, L in settings:
@@ -47,6 +52,7 @@ EXACT = register(Sweep(
     compute=_exact,
     columns=("n", "K", "L", "exact_gap", "exact_information"),
     grid=("n",),
+    data=_data,
 ))
 
 MONTE_CARLO = register(Sweep(
@@ -60,4 +66,5 @@ MONTE_CARLO = register(Sweep(
     compute=_monte_carlo,
     columns=("n", "K", "L", "gap"),
     grid=("L",),
+    data=_data,
 ))

@@ -24,6 +24,11 @@ __all__ = ["TEMPERATURE", "split_reference_pool", "reference_model", "reconstruc
 _REFERENCES: dict = {}
 
 
+def _data(job) -> dict:
+    """The sweep reads the digits' training split (1500 images): the reference's 600 and the pool."""
+    return {"x": ("digits", "train")}
+
+
 def split_reference_pool(x, n_reference: int = 600, seed: int = 0):
     """(the ``n_reference`` images that train the reference, the pool the supersamples come from)."""
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
@@ -79,4 +84,5 @@ TEMPERATURE = register(Sweep(
     compute=_compute,
     columns=("beta", "K", "L", "gap", "stability"),
     grid=("beta",),
+    data=_data,
 ))

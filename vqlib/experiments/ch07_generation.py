@@ -32,6 +32,11 @@ N_SAMPLES = 8  # generated images stored per row, for the chapter's small multip
 MARKOV_ALPHA = 0.1  # additive smoothing of the K × K transition tables (K² cells, few counts)
 
 
+def _data(job) -> dict:
+    """Both sweeps read the training split of ``dataset`` (cut again by ``split_seed``)."""
+    return {"x": (job.get("dataset", "digits"), "train")}
+
+
 def split_data(x, n_train: int, split_seed: int):
     """Training images, and the held-out images cut into halves A and B of equal size."""
     n_train = int(n_train)
@@ -73,7 +78,7 @@ def evaluate_generation(model: VQVAE, x_train, x_a, x_b, *, beta, seed: int = 0,
 
 def _train(x_train, K, L, *, beta, hidden, epochs, lr, train_seed, kl_weight=0.0):
     model = VQVAE(x_train.shape[1:], K, L, beta=beta, hidden=hidden, seed=train_seed)
-    history = fit(model, x_train, epochs=epochs, lr=lr, seed=train_seed, kl_weight=kl_weight)
+    history = fit(model, x_train, epochs=epochs, lr=lr, train_seed=train_seed, kl_weight=kl_weight)
     return model, history
 
 
@@ -113,6 +118,7 @@ PRIORS = register(Sweep(
     compute=_priors_job,
     columns=("K", "L", "prior", "bound", "w2_gen"),
     grid=("KL", "train_seed"),
+    data=_data,
 ))
 
 PENALTY = register(Sweep(
@@ -125,4 +131,5 @@ PENALTY = register(Sweep(
     compute=_penalty_job,
     columns=("kl_weight", "K", "L", "prior", "bound", "w2_gen"),
     grid=("kl_weight", "train_seed"),
+    data=_data,
 ))

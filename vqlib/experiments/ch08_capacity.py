@@ -25,6 +25,11 @@ AXES_FULL = dict(decoder_depth=[1, 2, 3, 4, 6, 8], decoder_width=[16, 32, 64, 12
                  K=[2, 4, 8, 16, 32, 64, 128, 256, 512], L=[1, 2, 4, 8, 16])
 
 
+def _data(job) -> dict:
+    """The sweep reads the digits' training split, from which every run draws its n and n_test images."""
+    return {"x": ("digits", "train")}
+
+
 def _compute(x, *, setting, seeds, n, n_test, epochs, batch_size, lr, code_dim):
     return capacity_runs(x, setting, data_seeds=seeds, train_seeds=seeds, n=n, n_test=n_test, epochs=epochs,
                          batch_size=batch_size, lr=lr, code_dim=code_dim)
@@ -41,4 +46,5 @@ CAPACITY = register(Sweep(
     compute=_compute,
     columns=("K", "L", "gap", "train_loss", "test_loss"),
     grid=("setting",),
+    data=_data,
 ))
