@@ -362,3 +362,83 @@ def test_one_draw_function_serves_panel_and_twin():
     assert fig.axes[0].texts[0].get_text() == "K=2, L=1"
     assert fig.number not in plt.get_fignums()  # never shown on its own
     assert len(small_multiples(draw_setting, TWO).axes) == 6
+
+
+# ------------------------------------------------------ drawn at the size it is shown
+
+
+def test_small_multiples_fill_the_column_and_never_exceed_it():
+    from vqlib.plots import BOOK_WIDTH
+
+    fig = small_multiples(draw_setting, TWO)
+    assert fig.get_size_inches()[0] == pytest.approx(BOOK_WIDTH)
+    with pytest.raises(ValueError, match="width"):
+        small_multiples(draw_setting, TWO, width=BOOK_WIDTH + 1)
+    # an old per-panel size that would be wider than the column is scaled into it
+    wide = small_multiples(draw_setting, {"K": [1, 2, 3, 4]}, figsize_per=(4, 3))
+    assert wide.get_size_inches()[0] == pytest.approx(BOOK_WIDTH)
+    assert wide.get_size_inches()[1] == pytest.approx(BOOK_WIDTH / 4 * 3 / 4)
+
+
+def test_one_control_wraps_into_rows_of_at_most_max_cols():
+    fig = small_multiples(draw_setting, {"K": [1, 2, 4, 8, 16, 32]})
+    assert fig.axes[0].get_subplotspec().get_geometry()[:2] == (2, 3)
+    assert {"K = 1", "K = 32"} <= set(texts(fig))
+    fig = small_multiples(draw_setting, {"K": [1, 2, 4, 8, 16]}, max_cols=4)
+    assert len(fig.axes) == 5  # the sixth slot of the 2 x 3 grid is removed
+    assert fig.axes[0].get_subplotspec().get_geometry()[:2] == (2, 3)
+    with pytest.raises(ValueError, match="max_cols"):
+        small_multiples(draw_setting, ONE, max_cols=0)
+
+
+def test_a_long_second_control_is_transposed_and_two_long_controls_refused():
+    drawn = {}
+
+    def draw(ax, L, K):
+        drawn[ax] = (L, K)
+
+    grid = {"L": [1, 4], "K": [1, 2, 4, 8, 16]}
+    fig = small_multiples(draw, grid)
+    assert fig.axes[0].get_subplotspec().get_geometry()[:2] == (5, 2)  # rows: K, columns: L
+    assert [drawn[ax] for ax in fig.axes] == [(L, K) for K in grid["K"] for L in grid["L"]]
+    with pytest.raises(ValueError, match="max_cols"):
+        small_multiples(draw, {"L": [1, 2, 3, 4, 5], "K": [1, 2, 3, 4, 5]})
+
+
+def test_shared_axes_keep_labels_outside_and_one_legend_replaces_the_panels():
+    def draw(ax, L, K):
+        ax.plot([0, 1], [0, K], label="line")
+        ax.scatter([0], [L], label="point")
+        ax.set_xlabel("x")
+        ax.set_ylabel("y")
+        ax.legend()
+
+    fig = small_multiples(draw, TWO, sharex=True, sharey=True, legend=True)
+    top_right, bottom_left = fig.axes[2], fig.axes[3]
+    assert top_right.get_ylabel() == "" and top_right.get_xlabel() == ""
+    assert bottom_left.get_ylabel() == "y" and bottom_left.get_xlabel() == "x"
+    assert all(ax.get_legend() is None for ax in fig.axes)
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["line", "point"]
+
+
+def test_compute_row_says_it_needs_a_kernel_before_it_is_used():
+    from vqlib.widgets import KERNEL_NOTE
+
+    panel = compute_panel(ONE)
+    assert panel.message.value == KERNEL_NOTE
+    assert "kernel" in KERNEL_NOTE and "Colab" in KERNEL_NOTE
+    type_in(panel, K="8")
+    assert "K = 8" in panel.message.value  # a live kernel replaces the note with the result
+
+
+def test_widget_images_use_the_book_resolution():
+    from vqlib.plots import DPI
+
+    panel = sweep_panel(axes_renderer(draw_setting, figsize=(2, 1)), ONE)
+    from PIL import Image
+    import io
+
+    image = Image.open(io.BytesIO(panel.images[(2,)]))
+    assert round(image.info["dpi"][0]) == DPI
+    assert image.size[0] <= 2 * DPI + 25  # bbox "tight": the figure plus its 0.1 in padding

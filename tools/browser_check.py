@@ -24,10 +24,23 @@ Steps:
    every panel with sliders (``vqlib.widgets.sweep_panel``) it walks every slider with
    the arrow keys through all settings, asserting that each move shows a different
    image (compared by content hash) and that moving back shows the same image again.
+   Readability, at 1280 × 800: no display equation, inline equation or table wider
+   than the room it has unless it scrolls in its own box inside the column (each one
+   is listed), no image twice in one cell's output, no content image shown at less
+   than 0.75 of the width it was drawn at, and a panel with a "compute" button says
+   that it needs a running kernel. Then the same page at a phone's 390 × 844: it must
+   load (math typeset, images loaded, no script error); what sticks out there is
+   listed as notes; a full-page screenshot.
+4. Page weight. Every local file a first visit loads (the vendored npm files stand for
+   the CDNs' copies) is counted raw and compressed (gzip, except formats that are
+   compressed already); the summary lists the bytes per page, and a full run writes
+   the table into the built status page (``status.html``, element
+   ``#page-weight-table``).
 
 Writes ``_build/screenshots/*.png`` (one per page, plus each panel after a move),
-``_build/browser_check.json`` and ``_build/browser_check.md``; prints a table; exits 1
-on any failure, 2 when the setup cannot be done.
+``_build/screenshots/phone/*.png``, ``_build/browser_check.json`` and
+``_build/browser_check.md``; prints a table; exits 1 on any failure, 2 when the setup
+cannot be done.
 """
 
 from __future__ import annotations
@@ -35,6 +48,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import gzip
 import hashlib
 import json
 import os
@@ -52,6 +66,8 @@ BROWSER_DIR = ROOT / "tools" / "browser"
 CHROMIUM = Path("/usr/bin/chromium")
 VENDOR = "_offline_vendor"  # folder of the offline copy holding the npm files
 SKIP_PAGES = {"search.html", "genindex.html"}
+# The viewports and the image-scale threshold of tools/browser/check.js (reported here).
+DESKTOP_WIDTH, PHONE_WIDTH, MIN_SCALE = 1280, 390, 0.75
 
 # CDN address (regex) -> path of the npm copy inside VENDOR. Group "ver" is the version
 # the page asks for, compared with the vendored one (a mismatch is reported, not failed).
@@ -348,21 +364,95 @@ def page_facts(site: Path, page: str) -> dict:
     }
 
 
+# ------------------------------------------------------------------------ page weight
+
+# Formats a web server sends as they are (already compressed); everything else is counted
+# gzip-compressed (level 6, what servers and CDNs commonly send).
+PRECOMPRESSED = {".png", ".jpg", ".jpeg", ".gif", ".webp", ".woff", ".woff2", ".gz", ".br", ".zip"}
+
+
+def transfer_bytes(root: Path, paths: list[str], cache: dict[str, tuple[int, int]]) -> dict:
+    """Bytes a first visit transfers: every local file the page loaded, raw and compressed.
+
+    ``paths`` are the files the browser fetched from the offline copy (the vendored npm
+    files stand for what the CDNs send). Returns totals and the five largest files.
+    """
+    files = {}
+    for rel in paths:
+        if rel not in cache:
+            path = root / rel
+            if not path.is_file():
+                continue
+            data = path.read_bytes()
+            packed = len(data) if path.suffix.lower() in PRECOMPRESSED else len(gzip.compress(data, 6))
+            cache[rel] = (len(data), packed)
+        files[rel] = cache[rel]
+    largest = sorted(files.items(), key=lambda kv: -kv[1][1])[:5]
+    return {
+        "files": len(files),
+        "raw": sum(raw for raw, _ in files.values()),
+        "compressed": sum(packed for _, packed in files.values()),
+        "largest": [{"file": f, "raw": r, "compressed": c} for f, (r, c) in largest],
+    }
+
+
+STATUS_PAGE = "status.html"
+WEIGHT_TABLE = re.compile(r'(<div id="page-weight-table">).*?(</div>)', re.S)
+
+
+def weight_table(results: list[dict]) -> str:
+    """The status page's table of bytes per page (HTML)."""
+    rows = [r for r in results if r.get("transfer") and r["redirect"] is None]
+    body = "".join(
+        f"<tr><td>{r['page']}</td><td>{r['transfer']['files']}</td>"
+        f"<td>{kb(r['transfer']['compressed'])}</td><td>{kb(r['transfer']['raw'])}</td>"
+        f"<td>{', '.join(Path(f['file']).name for f in r['transfer']['largest'][:3])}</td></tr>"
+        for r in rows
+    )
+    chapters = [r["transfer"]["compressed"] for r in rows if r["page"].startswith("chapters/")]
+    note = (f"<p>Largest chapter page: {kb(max(chapters))} compressed (target: at most 3 MB).</p>"
+            if chapters else "")
+    return ("<table class='table'><thead><tr><th>page</th><th>files</th><th>compressed</th>"
+            "<th>raw</th><th>largest files</th></tr></thead><tbody>" + body + "</tbody></table>" + note)
+
+
+def fill_status_page(folders: list[Path], results: list[dict]) -> list[str]:
+    """Write the measured bytes per page into the status page of each built copy."""
+    filled = []
+    table = weight_table(results)
+    for folder in folders:
+        page = folder / STATUS_PAGE
+        if not page.is_file():
+            continue
+        text = page.read_text(encoding="utf-8")
+        new, count = WEIGHT_TABLE.subn(lambda m: m.group(1) + table + m.group(2), text, count=1)
+        if count:
+            page.write_text(new, encoding="utf-8")
+            filled.append(os.path.relpath(page, ROOT))
+    return filled
+
+
 # ------------------------------------------------------------------------ report
 
 
 def kb(n: int) -> str:
+    if n >= 1024 * 1024:
+        return f"{n / 1024 / 1024:.2f} MB"
     return f"{n / 1024:.0f} kB" if n >= 1024 else f"{n} B"
+
+
+def scale(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
 
 
 def table(pages: list[dict]) -> list[str]:
     head = ["page", "result", "math", "images", "widgets", "panels/sliders", "moves", "links"]
-    head += ["HTML", "images size"]
+    head += ["cut/scrolled", "dup", "min scale", "phone", "HTML", "images size", "transfer (gz)"]
     rows = []
     for p in pages:
         b = p.get("browser", {})
         if p["redirect"] is not None:
-            checked = ["redirect → " + p["redirect"]] + [""] * 5
+            checked = ["redirect → " + p["redirect"]] + [""] * 9
         else:
             panels = b.get("panels", [])
             checked = [
@@ -372,8 +462,13 @@ def table(pages: list[dict]) -> list[str]:
                 f"{len(panels)}/{sum(len(x['sliders']) for x in panels)}",
                 str(sum(x["moves"] for x in panels)),
                 str(b.get("links_local", 0)),
+                f"{len(b.get('overflow', []))}/{len(b.get('scrolled', []))}",
+                str(len(b.get("duplicates", []))),
+                scale(b.get("min_scale")),
+                ("cut {cut}, scrolled {scrolled}".format(**b["phone"]) if "phone" in b else "not loaded"),
             ]
         size = p["image_file_bytes"] + p["inline_image_bytes"] + p["widget_image_bytes"]
+        weight = p.get("transfer")
         rows.append(
             [
                 p["page"],
@@ -381,6 +476,7 @@ def table(pages: list[dict]) -> list[str]:
                 *checked,
                 kb(p["html_bytes"]),
                 kb(size),
+                kb(weight["compressed"]) if weight else "",
             ]
         )
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
@@ -400,7 +496,15 @@ def write_markdown(path: Path, summary: dict) -> None:
         "",
         "Columns: math = typeset/math elements, images = loaded/local <img>, widgets = "
         "rendered/embedded views, moves = slider key presses checked, links = local links "
-        "resolved; images size = image files + inline images + widget images.",
+        f"resolved; cut/scrolled = equations and tables wider than the column at "
+        f"{summary['desktop']} px (cut: no scroll box, a failure; scrolled: in their own "
+        "scroll box); dup = images shown twice in one cell's output; min scale = smallest "
+        "shown/drawn width of a content image (below "
+        f"{summary['min_scale']} fails); phone = the same at {summary['phone']} px (notes "
+        "only; the page must load); images size = image files + inline images + widget "
+        "images; transfer = bytes a first visit loads (HTML, scripts, styles, fonts, "
+        "images; gzip-compressed where a server would compress), CDN files counted as the "
+        "vendored npm copies.",
         "",
         *table(summary["pages"]),
         "",
@@ -412,6 +516,14 @@ def write_markdown(path: Path, summary: dict) -> None:
             lines.append(f"- note {p['page']}: {n}")
     for n in summary["notes"]:
         lines.append(f"- note: {n}")
+    lines += ["", "## Bytes transferred per page (first visit)", ""]
+    lines += ["| page | files | raw | compressed | largest (compressed) |", "|---|---|---|---|---|"]
+    for p in summary["pages"]:
+        w = p.get("transfer")
+        if not w or p["redirect"] is not None:
+            continue
+        big = ", ".join(f"{Path(f['file']).name} {kb(f['compressed'])}" for f in w["largest"][:3])
+        lines.append(f"| {p['page']} | {w['files']} | {kb(w['raw'])} | {kb(w['compressed'])} | {big} |")
     lines += [
         "",
         "Seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in summary["seconds"].items()),
@@ -510,10 +622,12 @@ def main(argv: list[str] | None = None) -> int:
     config_path.unlink()
 
     results = []
+    sizes: dict[str, tuple[int, int]] = {}
     for p in pages:
         browser = raw["pages"].get(p, {})
         failures = offline_problems.get(p, []) + browser.get("failures", ["not checked"])
-        results.append({"page": p, **facts[p], "browser": browser, "failures": failures})
+        transfer = transfer_bytes(offline, browser.pop("requests", []), sizes)
+        results.append({"page": p, **facts[p], "transfer": transfer, "browser": browser, "failures": failures})
     ok = node.returncode == 0 and not any(r["failures"] for r in results)
     summary = {
         "ok": ok,
@@ -525,8 +639,13 @@ def main(argv: list[str] | None = None) -> int:
         "cdn_versions": versions,
         "notes": notes + raw.get("notes", []),
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
+        "desktop": DESKTOP_WIDTH,
+        "phone": PHONE_WIDTH,
+        "min_scale": MIN_SCALE,
         "pages": results,
     }
+    if len(pages) == len(html_pages(site)):  # a full run: the status page gets the bytes
+        summary["status_page"] = fill_status_page([site, offline], results)
     (out / "browser_check.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False))
     write_markdown(out / "browser_check.md", summary)
 

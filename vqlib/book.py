@@ -1,29 +1,42 @@
 """Small helpers the chapters use to put computed numbers and code into the prose.
 
 In the built book :func:`glue` stores a value for ``{glue:text}`` roles (myst-nb); on
-Colab or in plain Jupyter, where myst-nb may be absent, it prints the value instead, so
-every chapter runs everywhere.
+Colab or in plain Jupyter, where myst-nb may be absent, it keeps the value in
+:data:`GLUED` without printing anything (the plain notebooks of ``colab/`` carry the
+book's numbers in their prose), so every chapter runs everywhere.
 """
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 
-__all__ = ["glue", "show_source", "bounds_table"]
+__all__ = ["GLUED", "glue", "glue_all", "show_source", "bounds_table", "profile_note"]
+
+#: Every value glued in this kernel, by name (also when myst-nb is absent).
+GLUED: dict = {}
 
 
 def glue(name: str, value) -> None:
     """Store a number under ``name`` for the chapter's prose (every chapter).
 
-    The prose picks the format, e.g. ``{glue:text}`name:.4f```.
+    The prose picks the format, e.g. ``{glue:text}`name:.4f```. Without myst-nb (Colab,
+    plain Jupyter) the value is only kept in :data:`GLUED`.
     """
     if hasattr(value, "item"):  # numpy and torch scalars render as np.float64(...) otherwise
         value = value.item()
+    GLUED[name] = value
     try:
         from myst_nb import glue as myst_glue
     except ImportError:
-        print(f"{name} = {value}")
         return
     myst_glue(name, value, display=False)
+
+
+def glue_all(values: Mapping, prefix: str = "") -> None:
+    """:func:`glue` every ``name: value`` of ``values`` as ``prefix + name`` (the chapters'
+    bookkeeping of the numbers their prose quotes)."""
+    for name, value in values.items():
+        glue(f"{prefix}{name}", value)
 
 
 def show_source(obj) -> None:
@@ -69,3 +82,54 @@ def _std(values) -> float:
     import numpy as np
 
     return float(np.std(np.asarray(values, dtype=float), ddof=1))
+
+
+def profile_note(chapter: str) -> str:
+    """What the chapter's quick profile runs, and how to ask for the full one and what it computes.
+
+    Printed by every chapter's setup cell. ``chapter`` is the notebook's stem, e.g.
+    ``"02_supersample"``; the sizes come from the chapter's registered sweeps
+    (:mod:`vqlib.experiments`), quick against full.
+    """
+    from . import experiments
+    from .profile import current_profile
+
+    sweeps = [experiments.get(name) for name in experiments.all_sweeps()]
+    sweeps = [s for s in sweeps if s.chapter == chapter]
+    profile = current_profile()
+    ask = ("set FULL_PROFILE = True at the top of the setup cell (or the environment variable "
+           "VQLIB_PROFILE=full) and run the chapter again")
+    if not sweeps:
+        return (f"{profile.capitalize()} profile. This chapter has no sweep of its own: it reads the other "
+                "chapters' sweeps, at the size of the profile; for the full profile, " + ask
+                + " (it then computes every other chapter's full sweeps, sized for a GPU).")
+    parts = []
+    for s in sweeps:
+        quick, full = s.config("quick"), s.config("full")
+        changes = [_change(k, quick[k], full[k]) for k in quick if k in full and quick[k] != full[k]]
+        changes = [c for c in changes if c][:4]
+        jobs = len(s.jobs(full))
+        parts.append(f"{s.name}: {jobs} job{'s' * (jobs != 1)} instead of {len(s.jobs(quick))}"
+                     + (f" ({'; '.join(changes)})" if changes else ""))
+    if profile == "full":
+        head = "Full profile: the larger runs, sized for a GPU."
+    else:
+        head = (f"Quick profile: the runs this book was built with. For the full profile, {ask}. "
+                "It is sized for a GPU and has not been timed (no GPU was available to this "
+                "book's builds); it trains many times more, and larger, models:")
+    return head + ("\n  " + "\n  ".join(parts) if profile != "full" else "")
+
+
+def _change(key: str, quick, full) -> str | None:
+    """One setting that differs between the profiles, short: ``n_masks 128 → 512``."""
+    def short(v):
+        if isinstance(v, (list, tuple)):
+            if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v) and v:
+                return f"{len(v)} values up to {max(v):g}"
+            return f"{len(v)} values"
+        return f"{v:g}" if isinstance(v, float) else str(v)
+
+    if key.endswith("seeds") and isinstance(quick, (list, tuple)) and isinstance(full, (list, tuple)):
+        return f"{key} {len(quick)} → {len(full)}"
+    q, f = short(quick), short(full)
+    return None if q == f else f"{key} {q} → {f}"

@@ -30,11 +30,13 @@ from typing import Any
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
+
+from .plots import BOOK_WIDTH, DPI, figure_legend
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.transforms import Bbox
 
-__all__ = ["SweepPanel", "axes_renderer", "small_multiples", "sweep_panel"]
+__all__ = ["KERNEL_NOTE", "SweepPanel", "axes_renderer", "small_multiples", "sweep_panel"]
 
 Setting = dict[str, Any]
 Render = Callable[..., "Figure | bytes"]
@@ -43,6 +45,10 @@ DrawAxes = Callable[..., Any]
 _IMAGE_FORMATS = {"png": "png", "jpeg": "jpeg", "svg": "svg+xml"}
 _SYMBOLS = {"beta": "β"}
 _KERNEL_HINT = "Needs a running kernel (e.g. on Colab); the sliders above do not."
+#: What the compute row says before it is used. In the static HTML page the button cannot
+#: run anything: this line says so, and where to get a kernel.
+KERNEL_NOTE = ("<i>“compute” needs a running Python kernel: open this chapter on Colab (the "
+               "badge at the top of the page) or in Jupyter. The sliders above work without one.</i>")
 
 
 # --------------------------------------------------------------------------- grid
@@ -218,7 +224,7 @@ def sweep_panel(
     *,
     compute: Callable[..., Figure | bytes] | None = None,
     titles: Mapping[str, str] | None = None,
-    dpi: int = 80,
+    dpi: int = DPI,
     fmt: str = "png",
     description: str | None = None,
 ) -> SweepPanel:
@@ -244,8 +250,10 @@ def sweep_panel(
         Optional ``{name: label}`` shown instead of the control names (``beta`` is
         shown as ``β`` by default).
     dpi, fmt
-        Resolution and format (``"png"``, ``"jpeg"``, ``"svg"``) of the images; at
-        the default 80 dpi a 3 × 3 inch figure is a PNG of roughly 10–30 kB.
+        Resolution and format (``"png"``, ``"jpeg"``, ``"svg"``) of the images; the
+        default is the book's :data:`vqlib.plots.DPI` (100), so a figure
+        :data:`vqlib.plots.BOOK_WIDTH` inches wide fills the content column at 100 %;
+        a 6.7 × 3 inch figure is a PNG of roughly 20–50 kB.
     description
         Optional HTML shown above the sliders.
     """
@@ -316,7 +324,7 @@ def _add_compute_row(
         for name, values in panel.grid.items()
     }
     button = widgets.Button(description="compute", tooltip=_KERNEL_HINT)
-    message = widgets.HTML()
+    message = widgets.HTML(KERNEL_NOTE)
     result = widgets.Image(format=_IMAGE_FORMATS[fmt], layout=widgets.Layout(display="none"))
 
     def on_click(_: widgets.Button) -> None:
@@ -374,48 +382,119 @@ def _label_column(ax: Axes, text: str, pad: float = 4) -> None:
     """Write a column header above ``ax``, above any title the draw function set."""
     ax.annotate(text, xy=(0.5, 1), xycoords=_beside(ax, "top"), xytext=(0, pad),
                 textcoords="offset points", ha="center", va="bottom",
-                fontsize="large", fontweight="bold")
+                fontsize="medium", fontweight="bold")
 
 
 def _label_row(ax: Axes, text: str, pad: float = 6) -> None:
     """Write a row header left of ``ax``, outside its tick and axis labels."""
     ax.annotate(text, xy=(0, 0.5), xycoords=_beside(ax, "left"), xytext=(-pad, 0),
                 textcoords="offset points", ha="right", va="center",
-                rotation=90, fontsize="large", fontweight="bold")
+                rotation=90, fontsize="medium", fontweight="bold")
+
+
+def _shape(n: int, max_cols: int) -> tuple[int, int]:
+    """Rows and columns for ``n`` panels, at most ``max_cols`` wide, rows as even as can be."""
+    rows = -(-n // max_cols)
+    cols = -(-n // rows)
+    return rows, cols
 
 
 def small_multiples(
     render_axes: DrawAxes,
     grid: Mapping[str, Sequence[Any]],
     *,
-    figsize_per: tuple[float, float] = (2.2, 2.2),
+    width: float | None = None,
+    panel_height: float | None = None,
+    figsize_per: tuple[float, float] | None = None,
+    max_cols: int = 4,
+    sharex: bool = False,
+    sharey: bool = False,
+    legend: bool = False,
     suptitle: str | None = None,
     titles: Mapping[str, str] | None = None,
 ) -> Figure:
     """The static twin of a `sweep_panel`: one subplot per setting of ``grid``.
 
     Every chapter shows one under each widget, so the printed book and readers
-    without JavaScript see the whole sweep. Rows follow the first control and
-    columns the second (one row for a single control); each cell is drawn by
+    without JavaScript see the whole sweep. Each cell is drawn by
     ``render_axes(ax, **setting)`` and headed "L = 4", "K = 32", ....
+
+    Drawn at the size it is shown: the figure is ``width`` inches wide (default the
+    book's column, :data:`vqlib.plots.BOOK_WIDTH`) and has at most ``max_cols``
+    columns. Two controls: rows follow the first and columns the second; when the
+    second has more than ``max_cols`` values and the first does not, the grid is
+    transposed (columns follow the first). One control: its values fill rows of at most
+    ``max_cols`` panels. Each panel is ``panel_height`` inches high (default: 0.8 of
+    its width, or the aspect of ``figsize_per``, the old per-panel size, which also
+    sets the width when that fits the column). ``sharex``/``sharey`` share the axes
+    (inner tick labels hidden); ``legend=True`` draws one legend under the grid instead
+    of the panels' own.
+
     The figure is detached from pyplot: a cell shows it once when it is the last
     expression (or via ``display``/``glue``); a script saves it with ``savefig``.
     """
     grid = _check_grid(grid)
+    if not isinstance(max_cols, int) or max_cols < 1:
+        raise ValueError(f"max_cols must be a positive whole number, got {max_cols!r}")
     names = list(grid)
-    rows = grid[names[0]] if len(names) == 2 else [None]
-    cols = grid[names[-1]]
-    width, height = figsize_per
-    fig = _detached_figure((width * len(cols), height * len(rows)))
-    axes = fig.subplots(len(rows), len(cols), squeeze=False)
-    for (i, row), (j, col) in itertools.product(enumerate(rows), enumerate(cols)):
-        setting = {names[-1]: col} if row is None else {names[0]: row, names[-1]: col}
-        render_axes(axes[i, j], **setting)
-    for j, value in enumerate(cols):
-        _label_column(axes[0, j], _caption(names[-1], value, titles))
+    settings: list[list[Setting | None]]
+    col_headers: list[str] | None
+    row_headers: list[str] | None = None
     if len(names) == 2:
-        for i, value in enumerate(rows):
-            _label_row(axes[i, 0], _caption(names[0], value, titles))
+        rows_name, cols_name = names
+        if len(grid[cols_name]) > max_cols and len(grid[rows_name]) <= max_cols:
+            rows_name, cols_name = cols_name, rows_name
+        if len(grid[cols_name]) > max_cols:
+            raise ValueError(f"grid: both controls have more than max_cols = {max_cols} values "
+                             f"({len(grid[names[0]])} and {len(grid[names[1]])}); split the grid "
+                             "or let the panel's sliders pick the slice")
+        settings = [[{names[0]: r, names[1]: c} if rows_name == names[0] else {names[0]: c, names[1]: r}
+                     for c in grid[cols_name]] for r in grid[rows_name]]
+        col_headers = [_caption(cols_name, c, titles) for c in grid[cols_name]]
+        row_headers = [_caption(rows_name, r, titles) for r in grid[rows_name]]
+        nrows, ncols = len(grid[rows_name]), len(grid[cols_name])
+    else:
+        (name,) = names
+        values = grid[name]
+        nrows, ncols = _shape(len(values), max_cols)
+        flat = [{name: v} for v in values] + [None] * (nrows * ncols - len(values))
+        settings = [flat[i * ncols:(i + 1) * ncols] for i in range(nrows)]
+        col_headers = None
+    aspect = 0.8 if figsize_per is None else figsize_per[1] / figsize_per[0]
+    if width is None:
+        width = BOOK_WIDTH if figsize_per is None else min(BOOK_WIDTH, figsize_per[0] * ncols)
+    if not 0 < width <= BOOK_WIDTH:
+        raise ValueError(f"width must be in (0, {BOOK_WIDTH}] inches (the column), got {width!r}")
+    height = panel_height if panel_height is not None else aspect * width / ncols
+    fig = _detached_figure((width, height * nrows + (0.5 if legend else 0)))
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharex=sharex, sharey=sharey)
+    for i, j in itertools.product(range(nrows), range(ncols)):
+        setting = settings[i][j]
+        if setting is None:
+            axes[i, j].remove()
+            continue
+        render_axes(axes[i, j], **setting)
+        if col_headers is None:
+            (value,) = setting.values()
+            _label_column(axes[i, j], _caption(names[0], value, titles))
+    if col_headers is not None:
+        for j, text in enumerate(col_headers):
+            _label_column(axes[0, j], text)
+        for i, text in enumerate(row_headers or []):
+            _label_row(axes[i, 0], text)
+    for i, j in itertools.product(range(nrows), range(ncols)):
+        if settings[i][j] is None:
+            continue
+        ax = axes[i, j]
+        if sharey and j > 0:  # shared y: tick labels and label on the first column only
+            ax.tick_params(labelleft=False)
+            ax.set_ylabel("")
+        below = [k for k in range(i + 1, nrows) if settings[k][j] is not None]
+        if sharex and below:  # shared x: on the lowest panel of each column only
+            ax.tick_params(labelbottom=False)
+            ax.set_xlabel("")
+    if legend:
+        figure_legend(fig)
     if suptitle:
         fig.suptitle(suptitle)
     return fig

@@ -5,9 +5,13 @@
 // CONFIG.json is written by tools/browser_check.py (which also makes the offline copy and
 // the summary): {root, pages: [{path, redirect}], chromium, screenshots, out}.
 //
-// Serves `root` on 127.0.0.1 (any other address is blocked), opens every page and checks
-// math, images, widget views, links and every slider panel; writes {notes,
-// pages: {path: {...checks, failures, notes}}} to `out`. Exit status 1 on any failure.
+// Serves `root` on 127.0.0.1 (any other address is blocked), opens every page at 1280 × 800
+// and checks math, images, widget views, links, every slider panel and readability
+// (equations and tables that do not fit, images shown smaller than drawn, an image twice
+// in one cell, compute buttons without a kernel note); then loads it again at a phone's
+// 390 × 844 (must load; screenshot). Records every local file the first visit loads
+// (`requests`, for the page weight). Writes {notes, pages: {path: {...checks, failures,
+// notes}}} to `out`. Exit status 1 on any failure.
 
 const fs = require('fs');
 const http = require('http');
@@ -22,6 +26,9 @@ const MOVE_MS = 5000; // for one slider move to show its image
 const PAGE_MS = 300000; // for all the checks of one page
 const TAB_MS = 60000; // for opening or closing a tab or the browser
 const FULL_WALK_MAX = 120; // panels with at most this many settings are walked through all of them
+const DESKTOP = { width: 1280, height: 800 }; // a laptop screen
+const PHONE = { width: 390, height: 844 }; // a phone (iPhone 12-15 CSS pixels)
+const MIN_SCALE = 0.75; // a content image shown at less than this fraction of its drawn width fails
 const ARGS = [
   '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
   '--disable-sync', '--no-first-run', '--disable-quic', '--disable-default-apps', '--mute-audio',
@@ -229,6 +236,130 @@ function probeSliders(root) {
   });
 }
 
+
+// Layout at the current viewport: the content column, and every display equation, inline
+// equation and table that is wider than the room it has. A display equation has the box
+// MathJax draws it in (as wide as its column, admonition or list item); a table has its
+// scroll container, else the column; inline math has the column. What sticks out is
+// `scrolled` when that box scrolls (overflow-x auto/scroll) and lies inside the column,
+// else `cut`. Collapsed <details> (folded solutions) are opened while measuring.
+function probeLayout() {
+  if (window.__bookMarkScrollBoxes) window.__bookMarkScrollBoxes(); // _static/book.js, now
+  const article = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
+  const closed = [...article.querySelectorAll('details:not([open])')];
+  closed.forEach(d => { d.open = true; });
+  const cs = getComputedStyle(article);
+  const a = article.getBoundingClientRect();
+  const left = a.left + parseFloat(cs.paddingLeft);
+  const right = a.right - parseFloat(cs.paddingRight);
+  const text = el => {
+    const m = el.closest('mjx-container');
+    const src = m ? (m.querySelector('mjx-assistive-mml') || m) : el;
+    return src.textContent.trim().replace(/\s+/g, ' ').slice(0, 70);
+  };
+  const scrolls = el => ['auto', 'scroll'].includes(getComputedStyle(el).overflowX);
+  const inColumn = r => r.right <= right + 1 && r.left >= left - 1;
+  const heading = el => {
+    const section = el.closest('section');
+    const h = section && section.querySelector('h1, h2, h3, h4');
+    return h ? h.textContent.replace(/[#¶]/g, '').trim().slice(0, 50) : '';
+  };
+  // the box an item must fit in: [element that may scroll it, its inner width]
+  const boxOf = (kind, el) => {
+    if (kind === 'equation') return el.closest('mjx-container');
+    // a table, or inline math, scrolls with its nearest scrolling ancestor that lies in the
+    // column (the theme's table container, an output, the inline math's own span)
+    for (let p = el.parentElement; p && p !== article; p = p.parentElement) {
+      if (!p.matches('mjx-container') && scrolls(p) && inColumn(p.getBoundingClientRect())) return p;
+    }
+    return null;
+  };
+  const items = [
+    ...[...article.querySelectorAll('mjx-container')].map(m => ({
+      kind: m.getAttribute('display') === 'true' ? 'equation' : 'inline math', el: m.querySelector('mjx-math') || m,
+    })),
+    ...[...article.querySelectorAll('table')].map(t => ({ kind: 'table', el: t })),
+  ];
+  const out = { column: Math.round(right - left), checked: { equation: 0, 'inline math': 0, table: 0 }, cut: [], scrolled: [] };
+  for (const it of items) {
+    const r = it.el.getBoundingClientRect();
+    if (r.width === 0 || it.el.closest('.widget-subarea')) continue;
+    out.checked[it.kind] += 1;
+    const box = boxOf(it.kind, it.el);
+    let over, scrolled = false;
+    if (box) {
+      const b = box.getBoundingClientRect();
+      const inner = b.width - (box.offsetWidth - box.clientWidth);  // without a vertical scrollbar
+      over = Math.max(r.width - inner, inColumn(b) ? 0 : Math.max(b.right - right, left - b.left));
+      scrolled = scrolls(box) && inColumn(b);
+    } else {
+      over = Math.max(r.right - right, left - r.left);
+    }
+    if (over <= 6) continue; // italic overhang, as _static/book.js counts it
+    const entry = { kind: it.kind, width: Math.round(r.width), over: Math.round(over), where: heading(it.el), text: text(it.el),
+      cue: !!box && box.classList.contains('scrolls-x') };
+    (scrolled ? out.scrolled : out.cut).push(entry);
+  }
+  closed.forEach(d => { d.open = false; });
+  return out;
+}
+
+// Content images (inside the article, loaded from this site, laid out): the width they are
+// shown at against the width they were drawn at (the width attribute when set, e.g. a
+// HiDPI figure, else the natural pixel width).
+function probeScales() {
+  const article = document.querySelector('article.bd-article') || document.body;
+  const local = i => (i.currentSrc || i.src).startsWith(location.origin) || /^(data|blob):/.test(i.currentSrc || i.src);
+  return [...article.querySelectorAll('img')]
+    .filter(i => i.offsetParent && i.complete && i.naturalWidth > 0 && local(i) && i.getBoundingClientRect().width > 0)
+    .map(i => {
+      const drawn = parseFloat(i.getAttribute('width')) || i.naturalWidth;
+      const shown = i.getBoundingClientRect().width;
+      const cell = i.closest('.cell');
+      return {
+        drawn: Math.round(drawn), shown: Math.round(shown), scale: shown / drawn,
+        widget: !!i.closest('.widget-subarea'),
+        where: (cell && cell.id) || (i.currentSrc || i.src).replace(location.origin + '/', '').slice(0, 60),
+      };
+    });
+}
+
+// The same image (by content) twice in one cell's outputs (a figure both displayed and
+// returned). Widget images are left out: a panel's stack holds one image per setting.
+async function probeDuplicates() {
+  const found = [];
+  const cells = new Map();
+  for (const img of document.querySelectorAll('.cell_output img, .output img')) {
+    if (img.closest('.widget-subarea')) continue;
+    const cell = img.closest('.cell') || img.closest('.cell_output');
+    if (!cells.has(cell)) cells.set(cell, []);
+    cells.get(cell).push(img);
+  }
+  for (const [cell, imgs] of cells) {
+    if (imgs.length < 2) continue;
+    const seen = new Map();
+    for (const img of imgs) {
+      const src = img.currentSrc || img.src;
+      let key = src;
+      try {
+        const buf = await (await fetch(src)).arrayBuffer();
+        const h = new Uint8Array(await crypto.subtle.digest('SHA-256', buf));
+        key = [...h.slice(0, 8)].map(b => b.toString(16).padStart(2, '0')).join('');
+      } catch (e) { /* an unreadable image: compare by address */ }
+      if (seen.has(key)) found.push(`${(cell && cell.id) || 'a cell'}: ${src.split('/').pop().slice(0, 50)}`);
+      else seen.set(key, src);
+    }
+  }
+  return found;
+}
+
+// A panel's "compute" button works only with a running kernel: the panel must say so.
+function probeComputeHints() {
+  return [...document.querySelectorAll('.widget-subarea')].filter(area =>
+    [...area.querySelectorAll('button')].some(b => /compute/i.test(b.textContent)) &&
+    !/kernel/i.test(area.textContent)).length;
+}
+
 // ---------------------------------------------------------------------- one page
 
 function shotName(rel, suffix = '') {
@@ -348,7 +479,11 @@ async function checkPage(page, base, entry, res) {
   };
   page.on('pageerror', e => report('pageerror', e.message.split('\n')[0]));
   const answered = new Set(); // local addresses that got an HTTP error (reported once)
+  let recording = true; // local files the desktop visit loads (page weight), until the panels are walked
   page.on('response', r => {
+    if (recording && r.url().startsWith(origin) && r.status() < 400) {
+      res._requests.add(decodeURIComponent(new URL(r.url()).pathname).slice(1));
+    }
     if (r.url().startsWith(origin) && r.status() >= 400) {
       answered.add(r.url());
       report('http', `${r.status()} ${r.url().slice(origin.length + 1)}`);
@@ -446,6 +581,38 @@ async function checkPage(page, base, entry, res) {
   res.links_local = res._links.length;
   res.links_external = links.filter(l => /^https?:/.test(l.url) && !l.url.startsWith(origin)).length;
 
+  // Layout at 1280 px: equations and tables that stick out of the column, images shown
+  // smaller than drawn, the same image twice in one cell, compute buttons without a hint.
+  const layout = await page.evaluate(probeLayout);
+  res.column_px = layout.column;
+  res.layout_checked = layout.checked;
+  res.overflow = layout.cut;
+  res.scrolled = layout.scrolled;
+  for (const o of layout.cut) {
+    res.failures.push(`${o.kind} wider than the column (${o.width} px, ${o.over} px over${o.where ? `, in "${o.where}"` : ''}, ` +
+      `no scroll box): ${o.text}`);
+  }
+  if (layout.scrolled.length) {
+    res.notes.push(`${layout.scrolled.length} equation(s)/table(s) wider than the column scroll in their own box: ` +
+      layout.scrolled.map(o => `${o.kind} "${o.text.slice(0, 30)}"`).join('; '));
+  }
+  for (const o of layout.scrolled.filter(x => !x.cue)) {
+    res.failures.push(`${o.kind} scrolls in its box with no visible cue (no .scrolls-x from _static/book.js): ${o.text}`);
+  }
+  const scales = await page.evaluate(probeScales);
+  res.images_scaled = scales.length;
+  res.min_scale = scales.length ? Math.min(...scales.map(x => x.scale)) : null;
+  for (const x of scales.filter(x => x.scale < MIN_SCALE)) {
+    res.failures.push(`image shown at ${(100 * x.scale).toFixed(0)}% of its drawn width (${x.shown} of ${x.drawn} px` +
+      `${x.widget ? ', widget' : ''}, ${x.where}): draw it at the size it is shown`);
+  }
+  res.duplicates = await withTimeout(page.evaluate(probeDuplicates), WAIT_MS, 'comparing images');
+  for (const d of res.duplicates) res.failures.push(`the same image twice in one cell's output: ${d}`);
+  if (await page.evaluate(probeComputeHints)) {
+    res.failures.push('a panel has a compute button but does not say that it needs a running kernel');
+  }
+  recording = false;
+
   lap('images_math_links');
   // Sweep panels: every rendered widget with sliders and images.
   await page.addScriptTag({ content: `window.__browserCheck = { sliders: ${probeSliders}, shown: ${probeShown} };` });
@@ -465,6 +632,30 @@ async function checkPage(page, base, entry, res) {
   });
   await page.screenshot({ path: path.join(cfg.screenshots, shotName(rel)), fullPage: true });
   lap('screenshot');
+
+  // The same page on a phone: it must load (math typeset, images loaded, no script error);
+  // what sticks out of the column there is listed as notes; a full-page screenshot.
+  await page.setViewportSize(PHONE);
+  await page.goto(url, { waitUntil: 'load', timeout: 60000 });
+  if (hasMath) {
+    const typeset = await until(() => page.evaluate(() => window.MathJax && MathJax.startup && MathJax.startup.promise &&
+      [...document.querySelectorAll('.math')].every(e => e.querySelector('mjx-container'))), WAIT_MS);
+    if (!typeset) res.failures.push('phone: the math was not typeset');
+  }
+  await page.evaluate(() => document.querySelectorAll('img[loading=lazy]').forEach(i => { i.loading = 'eager'; }));
+  if (!(await until(() => page.evaluate(() => [...document.images].every(i => i.complete)), WAIT_MS))) {
+    res.failures.push('phone: images did not finish loading');
+  }
+  const phone = await page.evaluate(probeLayout);
+  res.phone = { column_px: phone.column, cut: phone.cut.length, scrolled: phone.scrolled.length,
+    no_cue: phone.scrolled.filter(x => !x.cue).length };
+  if (res.phone.no_cue) res.notes.push(`phone: ${res.phone.no_cue} scroll box(es) without the visible cue`);
+  if (phone.cut.length) {
+    res.notes.push(`phone (${PHONE.width} px): ${phone.cut.length} equation(s)/table(s) cut at the column edge: ` +
+      phone.cut.slice(0, 6).map(o => `${o.kind} "${o.text.slice(0, 30)}"`).join('; '));
+  }
+  await page.screenshot({ path: path.join(cfg.screenshots, 'phone', shotName(rel)), fullPage: true });
+  lap('phone');
   for (const [why, n] of known) res.notes.push(`known upstream issue (${n}×): ${why}`);
   for (const text of consoleErrors) res.notes.push(`console error: ${text}`);
 }
@@ -505,6 +696,7 @@ function checkLinks(results) {
 }
 
 (async () => {
+  fs.mkdirSync(path.join(cfg.screenshots, 'phone'), { recursive: true });
   const server = await serve(ROOT);
   const base = `http://127.0.0.1:${server.address().port}/`;
   const profiles = [];
@@ -518,7 +710,7 @@ function checkLinks(results) {
     profiles.push(profile);
     const ctx = await chromium.launchPersistentContext(profile, {
       executablePath: cfg.chromium, headless: true, args: ARGS,
-      viewport: { width: 1280, height: 900 }, deviceScaleFactor: 1, offline: false,
+      viewport: DESKTOP, deviceScaleFactor: 1, offline: false,
     });
     await ctx.route(u => !u.href.startsWith(base), route => route.abort('blockedbyclient'));
     return ctx;
@@ -540,7 +732,7 @@ function checkLinks(results) {
   try {
     context = await launch();
     for (const entry of cfg.pages) {
-      const res = { failures: [], notes: [], panels: [], blocked: new Set(), timing: {} };
+      const res = { failures: [], notes: [], panels: [], blocked: new Set(), timing: {}, _requests: new Set() };
       output.pages[entry.path] = res;
       const t0 = Date.now();
       const page = await newTab();
@@ -552,6 +744,8 @@ function checkLinks(results) {
         await withTimeout(page.close(), TAB_MS, 'closing the tab').catch(() => {});
       }
       res.blocked = [...res.blocked];
+      res.requests = [...res._requests].sort();
+      delete res._requests;
       if (res.blocked.length) res.notes.push(`blocked (not loaded offline): ${res.blocked.join(', ')}`);
       res.seconds = (Date.now() - t0) / 1000;
       const moves = res.panels.reduce((n, p) => n + p.moves, 0);
