@@ -189,6 +189,24 @@ def test_profile_note_says_how_to_ask_for_the_full_profile(path, monkeypatch):
     note = vqlib.book.profile_note(path.stem)
     assert "FULL_PROFILE = True" in note and "VQLIB_PROFILE=full" in note
     assert "GPU" in note
+    # every sweep's full run has been timed on the build machine, and the note gives the total
+    assert "It costs about" in note or "computing those it reads costs about" in note.lower(), note
+    assert "not timed" not in note and "has not been timed" not in note, note
+
+
+def test_every_sweep_has_a_measured_cost():
+    from vqlib.experiments.costs import COSTS
+
+    book_sweeps = {name for name, sweep in vqlib.experiments.all_sweeps().items() if sweep.chapter in
+                   {p.stem for p in CHAPTERS}}  # other tests register sweeps of their own
+    assert book_sweeps and set(COSTS) == book_sweeps
+    for name, cost in COSTS.items():
+        assert cost["quick_s"] > 0 and cost["full_s"] > 0, name
+        assert cost["full_basis"] == "measured" or cost["full_basis"].startswith("extrapolated from runs with"), name
+    quick, full, lines = vqlib.book.sweep_costs(["ch02-vqvae"])
+    assert quick == COSTS["ch02-vqvae"]["quick_s"] and full == COSTS["ch02-vqvae"]["full_s"]
+    assert vqlib.book.duration(45) == "45 s" and vqlib.book.duration(720) == "12 min"
+    assert vqlib.book.duration(3 * 3600) == "3.0 h"
 
 
 def test_glue_prints_nothing_without_myst_nb(monkeypatch, capsys):

@@ -89,6 +89,9 @@ def test_code_fingerprint_follows_every_source_file(tmp_path):
     second = vcache.source_fingerprint(copy, "0.1.0")
     (copy / "cli.py").write_text((copy / "cli.py").read_text() + "\n# a presentation-only edit\n")
     assert vcache.source_fingerprint(copy, "0.1.0") == second  # the CLI never computes a row
+    costs = copy / "experiments" / "costs.py"
+    costs.write_text(costs.read_text() + "\n# new run times\n")
+    assert vcache.source_fingerprint(copy, "0.1.0") == second  # measured run times are not results
 
 
 def _spoil_corrupt(path):

@@ -210,7 +210,7 @@ def test_a_model_that_is_not_a_vqvae_is_named(x, call):
 
 
 @pytest.mark.parametrize("kwargs, name", [(dict(beta=None), "beta"), (dict(beta="x"), "beta"),
-                                          (dict(decay=None), "decay"), (dict(decay=1.0), "decay"),
+                                          (dict(decay="0.9"), "decay"), (dict(decay=1.0), "decay"),
                                           (dict(commitment="0.25"), "commitment")])
 def test_every_model_argument_is_checked(kwargs, name):
     with pytest.raises(ValueError, match=f"^{name} must"):

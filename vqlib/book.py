@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Mapping
 
-__all__ = ["GLUED", "glue", "glue_all", "show_source", "bounds_table", "profile_note"]
+__all__ = ["GLUED", "glue", "glue_all", "show_source", "bounds_table", "profile_note", "duration", "sweep_costs"]
 
 #: Every value glued in this kernel, by name (also when myst-nb is absent).
 GLUED: dict = {}
@@ -84,14 +84,53 @@ def _std(values) -> float:
     return float(np.std(np.asarray(values, dtype=float), ddof=1))
 
 
+#: The registered sweeps chapter 9 reads (it has none of its own).
+READS = {"09_all_bounds": ("ch02-kmeans", "ch02-vqvae", "ch04-main", "ch04-settings", "ch05-exact",
+                           "ch05-monte-carlo", "ch06-temperature", "ch07-penalty", "ch07-priors", "ch08-capacity")}
+
+
+def duration(seconds: float) -> str:
+    """Seconds as a reader reads a run time: ``45 s``, ``12 min``, ``3.4 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def sweep_costs(names) -> tuple[float | None, float | None, list[str]]:
+    """(quick seconds, full seconds, one line per sweep) for the sweeps ``names`` on the book's build
+    machine (:mod:`vqlib.experiments.costs`); a total is None when a sweep was never timed."""
+    from .experiments.costs import COSTS
+
+    quick = full = 0.0
+    lines = []
+    for name in names:
+        cost = COSTS.get(name)
+        if cost is None or "full_s" not in cost:
+            quick = full = None
+            lines.append(f"{name}: not timed")
+            continue
+        if quick is not None:
+            quick += cost.get("quick_s", 0.0)
+            full += cost["full_s"]
+        basis = "measured" if cost["full_basis"] == "measured" else "extrapolated"
+        lines.append(f"{name}: full about {duration(cost['full_s'])} ({basis}), quick {duration(cost.get('quick_s', 0))}")
+    return quick, full, lines
+
+
 def profile_note(chapter: str) -> str:
-    """What the chapter's quick profile runs, and how to ask for the full one and what it computes.
+    """What the chapter's quick profile runs, how to ask for the full one, what it computes and what
+    it costs.
 
     Printed by every chapter's setup cell. ``chapter`` is the notebook's stem, e.g.
     ``"02_supersample"``; the sizes come from the chapter's registered sweeps
-    (:mod:`vqlib.experiments`), quick against full.
+    (:mod:`vqlib.experiments`), quick against full, and the costs from
+    :mod:`vqlib.experiments.costs` (measured on the book's build machine, 2 CPU cores, or
+    extrapolated from a fraction of the sweep: each line says which; GPU: not measured).
     """
     from . import experiments
+    from .experiments.costs import MACHINE
     from .profile import current_profile
 
     sweeps = [experiments.get(name) for name in experiments.all_sweeps()]
@@ -99,24 +138,31 @@ def profile_note(chapter: str) -> str:
     profile = current_profile()
     ask = ("set FULL_PROFILE = True at the top of the setup cell (or the environment variable "
            "VQLIB_PROFILE=full) and run the chapter again")
+    where = f"on the book's build machine ({MACHINE}, one thread); on a GPU: not measured"
     if not sweeps:
+        reads = READS.get(chapter, ())
+        _, full, _ = sweep_costs(reads)
+        cost = (f" Computing those it reads costs about {duration(full)} {where}, unless they are cached."
+                if reads and full is not None else "")
         return (f"{profile.capitalize()} profile. This chapter has no sweep of its own: it reads the other "
                 "chapters' sweeps, at the size of the profile; for the full profile, " + ask
-                + " (it then computes every other chapter's full sweeps, sized for a GPU).")
+                + " (it then computes every other chapter's full sweeps, sized for a GPU)." + cost)
     parts = []
-    for s in sweeps:
-        quick, full = s.config("quick"), s.config("full")
-        changes = [_change(k, quick[k], full[k]) for k in quick if k in full and quick[k] != full[k]]
+    _, full, lines = sweep_costs([s.name for s in sweeps])
+    for s, line in zip(sweeps, lines):
+        quick_cfg, full_cfg = s.config("quick"), s.config("full")
+        changes = [_change(k, quick_cfg[k], full_cfg[k]) for k in quick_cfg if k in full_cfg and quick_cfg[k] != full_cfg[k]]
         changes = [c for c in changes if c][:4]
-        jobs = len(s.jobs(full))
-        parts.append(f"{s.name}: {jobs} job{'s' * (jobs != 1)} instead of {len(s.jobs(quick))}"
-                     + (f" ({'; '.join(changes)})" if changes else ""))
+        jobs = len(s.jobs(full_cfg))
+        parts.append(f"{s.name}: {jobs} job{'s' * (jobs != 1)} instead of {len(s.jobs(quick_cfg))}"
+                     + (f" ({'; '.join(changes)})" if changes else "") + "; " + line.split(": ", 1)[1])
     if profile == "full":
         head = "Full profile: the larger runs, sized for a GPU."
     else:
+        cost = (f"It costs about {duration(full)} {where}" if full is not None
+                else f"Part of it has not been timed ({where})")
         head = (f"Quick profile: the runs this book was built with. For the full profile, {ask}. "
-                "It is sized for a GPU and has not been timed (no GPU was available to this "
-                "book's builds); it trains many times more, and larger, models:")
+                f"It is sized for a GPU. {cost}; it trains many times more, and larger, models:")
     return head + ("\n  " + "\n  ".join(parts) if profile != "full" else "")
 
 

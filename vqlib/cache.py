@@ -53,17 +53,19 @@ def cache_dir() -> Path | None:
     return Path(value).expanduser() if value else Path.home() / ".cache" / "vqlib"
 
 
-# Modules that present results but never compute them: editing them keeps the cache.
-PRESENTATION_ONLY = frozenset({"__main__.py", "cli.py", "book.py", "plots.py", "widgets.py"})
+# Modules that present results but never compute them, as paths under vqlib/: editing them keeps
+# the cache (experiments/costs.py holds the measured run times the setup cells print).
+PRESENTATION_ONLY = frozenset({"__main__.py", "cli.py", "book.py", "plots.py", "widgets.py",
+                               "experiments/costs.py"})
 
 
 def source_fingerprint(root, version: str = "", skip=PRESENTATION_ONLY) -> str:
     """A hash of ``version`` and of every ``*.py`` file under ``root`` (names and bytes),
-    except the top-level files named in ``skip``."""
+    except the files whose paths relative to ``root`` are named in ``skip``."""
     root = Path(root)
     h = hashlib.sha256(version.encode())
     for path in sorted(root.rglob("*.py")):
-        if path.parent == root and path.name in skip:
+        if path.relative_to(root).as_posix() in skip:
             continue
         h.update(path.relative_to(root).as_posix().encode())
         h.update(hashlib.sha256(path.read_bytes()).digest())

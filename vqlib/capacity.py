@@ -89,7 +89,8 @@ def capacity_settings(base: Mapping, axes: Mapping[str, Sequence[int]]) -> list[
 
 
 def axis_rows(rows: Iterable[Mapping], axis: str, base: Mapping) -> list[dict]:
-    """The rows of ``axis``'s sweep: every other axis at its ``base`` value (chapter 8).
+    """The rows of ``axis``'s sweep: every other axis at its ``base`` value, and the base's
+    ``architecture`` (default ``"mlp"``) (chapter 8).
 
     Rows are sorted by the axis value (then by ``data_seed`` when present).
     """
@@ -97,7 +98,9 @@ def axis_rows(rows: Iterable[Mapping], axis: str, base: Mapping) -> list[dict]:
         raise ValueError(f"axis={axis!r} is not one of {AXES}")
     base = _check_base(base)
     others = [a for a in AXES if a != axis]
-    out = [dict(r) for r in rows if all(r.get(a) == base[a] for a in others)]
+    arch = base.get("architecture", "mlp")
+    out = [dict(r) for r in rows if all(r.get(a) == base[a] for a in others)
+           and r.get("architecture", "mlp") == arch]
     if not out:
         raise ValueError(f"no rows with every axis but {axis!r} at its base value")
     return sorted(out, key=lambda r: (r[axis], r.get("data_seed", 0)))
@@ -353,7 +356,9 @@ def capacity_runs(x, setting: Mapping, *, data_seeds: Sequence[int], train_seeds
                   device=None) -> list[dict]:
     """Train VQ-VAEs of one ``setting`` on n digits each; measure gap and LV information (chapter 8).
 
-    ``setting`` gives every name in :data:`AXES` (decoder/encoder depth and width, K, L).
+    ``setting`` gives every name in :data:`AXES` (decoder/encoder depth and width, K, L) and may
+    name the ``architecture`` (``"mlp"``, the default, or ``"conv"``: then depth counts residual
+    blocks, width channels, and L must be a latent grid, :func:`vqlib.model.latent_grids`).
     Run r draws n training inputs and n_test held-out inputs, disjoint, from ``x`` with
     ``data_seeds[r]``, and seeds the weights and batch order with ``train_seeds[r]``; the
     runs train together with :func:`vqlib.ensemble.fit_ensemble` (each ends as
@@ -383,7 +388,8 @@ def capacity_runs(x, setting: Mapping, *, data_seeds: Sequence[int], train_seeds
     for s in data_seeds:
         order = torch.randperm(len(x), generator=torch.Generator().manual_seed(s))
         splits.append((x[order[:n]], x[order[n:n + n_test]]))
-    models = [VQVAE(x.shape[1:], setting["K"], setting["L"], code_dim=code_dim,
+    architecture = setting.get("architecture", "mlp")
+    models = [VQVAE(x.shape[1:], setting["K"], setting["L"], code_dim=code_dim, architecture=architecture,
                     encoder_depth=setting["encoder_depth"], decoder_depth=setting["decoder_depth"],
                     encoder_width=setting["encoder_width"], decoder_width=setting["decoder_width"], seed=t)
               for t in train_seeds]
@@ -396,7 +402,8 @@ def capacity_runs(x, setting: Mapping, *, data_seeds: Sequence[int], train_seeds
                                                train_codes):
         usage = codebook_usage(codes, setting["K"])
         rows.append(dict(
-            {a: int(setting[a]) for a in AXES}, data_seed=d, train_seed=t, n=n, n_test=n_test,
+            {a: int(setting[a]) for a in AXES}, architecture=architecture, data_seed=d, train_seed=t, n=n,
+            n_test=n_test,
             epochs=epochs, train_loss=float(train.mean()), test_loss=float(test.mean()),
             gap=float(test.mean() - train.mean()),
             encoder_params=sum(p.numel() for p in model.encoder.parameters()),

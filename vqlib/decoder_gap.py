@@ -388,8 +388,7 @@ def batched_loss(template: VQVAE, params: dict[str, Tensor], x: Tensor) -> Tenso
     R, N = x.shape[:2]
     stack = Stack(template, params, R, (), {})
     xb = x.reshape(R, N, -1)
-    flat, _, _, chosen, x_hat = stack.forward(xb)
-    return stack.loss(xb, flat, chosen, x_hat)
+    return stack.loss(xb, stack.forward(xb))
 
 
 def _parameters_of(template: VQVAE, parts) -> list[str]:

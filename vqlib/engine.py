@@ -31,20 +31,22 @@ Two ways to order the data: with ``generators`` (one per model) every epoch visi
 model's rows in the order ``torch.randperm`` draws from its generator, in minibatches of
 ``batch_size`` (:func:`vqlib.fit`'s order); without, every epoch is one step on all rows
 in their given order (full-batch training: chapters 3, 4 and 6, where ``epochs`` counts
-the steps). Architectures: the MLP encoder and decoder of :class:`vqlib.VQVAE` (a
-convolutional network would be one more case of :func:`network`).
+the steps). Architectures: both of :class:`vqlib.VQVAE`, the MLP (a linear layer is one
+``torch.baddbmm`` over stacked weights) and the convolutional one (a convolution over stacked
+weights is one grouped convolution, ``groups=R``, over the R models' channels side by side).
 """
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .quantize import kmeans_batched, nearest, sphere_distances
+from .quantize import LEARNED_BETA_RATE, kmeans_batched, nearest, precision_loss, sphere_distances, training_indices
 
-__all__ = ["PARTS", "Adam", "Stack", "part_of", "network", "batched_layers", "init_codebooks", "train",
+__all__ = ["PARTS", "Adam", "Pass", "Stack", "part_of", "network", "batched_layers", "init_codebooks", "train",
            "evaluate", "train_models", "evaluate_models", "chunk_size_for"]
 
 #: The parts of a VQ-VAE that train or stay frozen.
@@ -59,7 +61,7 @@ def part_of(name: str) -> str:
         return "encoder"
     if name.startswith("decoder."):
         return "decoder"
-    if name == "quantizer.codebook":
+    if name in ("quantizer.codebook", "quantizer.beta_param"):  # a learned β belongs to the quantizer
         return "codebook"
     raise ValueError(f"unexpected parameter {name!r}")
 
@@ -133,16 +135,41 @@ def batched_layers(layers: list[tuple[Tensor, Tensor]], h: Tensor) -> Tensor:
     return h
 
 
+def _conv(h: Tensor, W: Tensor, b: Tensor, module: nn.Module) -> Tensor:
+    """h (R, N, C, H, W) through one convolution per model (W (R, …), a grouped convolution over
+    the R models) or one for all (W as the module holds it, one convolution over R·N inputs)."""
+    transposed = isinstance(module, nn.ConvTranspose2d)
+    op = F.conv_transpose2d if transposed else F.conv2d
+    kw = dict(stride=module.stride, padding=module.padding)
+    R, N = h.shape[:2]
+    if W.dim() == module.weight.dim():
+        y = op(h.reshape(R * N, *h.shape[2:]), W, b, **kw)
+        return y.reshape(R, N, *y.shape[1:])
+    x = h.transpose(0, 1).reshape(N, R * h.shape[2], *h.shape[3:])
+    y = op(x, W.reshape(R * W.shape[1], *W.shape[2:]), b.reshape(-1), groups=R, **kw)
+    return y.reshape(N, R, -1, *y.shape[2:]).transpose(0, 1)
+
+
 def network(seq: nn.Sequential, prefix: str, h: Tensor, params: dict[str, Tensor]) -> Tensor:
-    """The network ``seq`` (vqlib's Linear/ReLU stacks) applied model by model to ``h`` (R, N, in),
-    with the weights ``params[f"{prefix}.{i}.weight"]`` (stacked or shared) (chapters 2–4, 6, 8)."""
+    """The network ``seq`` applied model by model to ``h`` (R, N, in) or, for a convolutional one,
+    (R, N, C, H, W), with the weights ``params[f"{prefix}.{i}.weight"]`` (stacked or shared)
+    (chapters 2–4, 6, 8). Layers: Linear, ReLU, Conv2d, ConvTranspose2d and
+    :class:`vqlib.model.Residual` blocks (``x + block(x)``)."""
+    from .model import Residual
+
     for i, module in enumerate(seq):
+        name = f"{prefix}.{i}"
         if isinstance(module, nn.Linear):
-            h = _linear(h, params[f"{prefix}.{i}.weight"], params[f"{prefix}.{i}.bias"])
+            h = _linear(h, params[f"{name}.weight"], params[f"{name}.bias"])
+        elif isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            h = _conv(h, params[f"{name}.weight"], params[f"{name}.bias"], module)
         elif isinstance(module, nn.ReLU):
             h = torch.relu(h)
+        elif isinstance(module, Residual):
+            h = h + network(module.block, f"{name}.block", h, params)
         else:
-            raise ValueError(f"the engine trains Linear/ReLU networks; {prefix}.{i} is a {type(module).__name__}")
+            raise ValueError(f"the engine trains Linear, convolution, residual and ReLU networks; {name} is a "
+                             f"{type(module).__name__}")
     return h
 
 
@@ -216,9 +243,14 @@ class Stack:
         return Stack(self.template, params, b - a, self.trained, {k: v[a:b] for k, v in self.buffers.items()})
 
     def encode(self, x: Tensor) -> Tensor:
-        """Encoder outputs on the unit sphere: x (R, N, d) → (R, N·L, D)."""
+        """Encoder outputs on the unit sphere: x (R, N, …) → (R, N·L, D) (position l = i·w + j on
+        a convolutional model's h × w grid, as ``VQVAE.encode``)."""
         t = self.template
-        z = network(t.encoder, "encoder", x, self.params)
+        if t.architecture == "conv":
+            z = network(t.encoder, "encoder", x.reshape(self.R, x.shape[1], *t.in_shape), self.params)
+            z = z.permute(0, 1, 3, 4, 2)  # (R, N, h, w, D)
+        else:
+            z = network(t.encoder, "encoder", x.reshape(self.R, x.shape[1], -1), self.params)
         return F.normalize(z.reshape(self.R, -1, t.L, t.code_dim), dim=-1).reshape(self.R, -1, t.code_dim)
 
     def codes(self) -> Tensor:
@@ -235,6 +267,16 @@ class Stack:
              + (codes * codes).sum(-1).unsqueeze(1))
         return d.clamp_min(0.0).clamp_max(4.0)
 
+    def betas(self):
+        """β of every model: a learned one as a tensor (R, 1, 1) with its gradient (or (), held once),
+        a fixed one as the template's float."""
+        q = self.template.quantizer
+        if not q.learned_beta:
+            return q.beta
+        p = self.params["quantizer.beta_param"]
+        beta = torch.exp(LEARNED_BETA_RATE * p)
+        return beta.reshape(-1, 1, 1) if p.dim() else beta
+
     def quantize(self, flat: Tensor, codes: Tensor, sampler) -> tuple[Tensor, Tensor | None]:
         """The latent variables (R, M) of encoder outputs (R, M, D), with the distances (R, M, K)
         for the softmax quantizer (None for the nearest one). Nearest: :func:`vqlib.quantize.nearest`.
@@ -245,7 +287,8 @@ class Stack:
             return nearest(flat, codes), None
         with torch.no_grad():
             d = self.distances(flat, codes)
-            probs = torch.softmax(-q.beta * d, dim=-1)
+            beta = self.betas()
+            probs = torch.softmax(-(beta.detach() if q.learned_beta else beta) * d, dim=-1)
         if sampler is None or isinstance(sampler, torch.Generator):
             idx = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=sampler).reshape(self.R, -1)
         else:
@@ -255,29 +298,61 @@ class Stack:
     def decode(self, z_q: Tensor) -> Tensor:
         """Decoder outputs in [0, 1]: codes (R, N·L, D) → (R, N, d)."""
         t = self.template
+        if t.architecture == "conv":
+            h, w = t.grid
+            grid = z_q.reshape(self.R, -1, h, w, t.code_dim).permute(0, 1, 4, 2, 3)
+            out = network(t.decoder, "decoder", grid, self.params)
+            return torch.sigmoid(out.reshape(self.R, out.shape[1], -1))
         return torch.sigmoid(network(t.decoder, "decoder", z_q.reshape(self.R, -1, t.L * t.code_dim), self.params))
 
-    def forward(self, xb: Tensor, sampler=None):
-        """One pass of ``VQVAE.forward`` for every model on its rows xb (R, B, d): (encoder outputs,
-        distances (softmax quantizer; None for nearest), latent variables, chosen codes, reconstructions)."""
+    def forward(self, xb: Tensor, sampler=None) -> "Pass":
+        """One pass of ``VQVAE.forward`` for every model on its rows xb (R, B, …): a :class:`Pass`."""
         flat = self.encode(xb)
         codes = self.codes()
         idx, d = self.quantize(flat, codes, sampler)
-        if codes.dim() == 2:
-            chosen = codes[idx]
-        else:
-            chosen = torch.gather(codes, 1, idx.unsqueeze(-1).expand(-1, -1, codes.shape[-1]))
+        target = training_indices(flat.detach(), codes.detach(), idx, self.template.quantizer.quantizer)
+        chosen = _gather(codes, idx)
+        nearest_code = chosen if target is idx else _gather(codes, target)
         z_q = chosen + (flat - flat.detach())  # straight-through, as in VectorQuantizer.forward
-        return flat, d, idx, chosen, self.decode(z_q)
+        return Pass(flat, d, idx, target, chosen, nearest_code, self.decode(z_q))
 
-    def loss(self, xb: Tensor, flat: Tensor, chosen: Tensor, x_hat: Tensor) -> Tensor:
+    def loss(self, xb: Tensor, p: "Pass") -> Tensor:
         """Every model's training loss, shape (R,): reconstruction + codebook loss (when the
-        codebook learns by the loss) + commitment weight × commitment, as ``VQVAE.forward``."""
+        codebook learns by the loss) + commitment weight × commitment, both to the nearest code
+        (:func:`vqlib.quantize.training_indices`), + a learned β's :func:`vqlib.quantize.precision_loss`,
+        as ``VQVAE.forward``."""
         t = self.template
-        loss = (x_hat - xb).pow(2).mean((1, 2))
-        if t.quantizer.update == "loss":
-            loss = loss + (chosen - flat.detach()).pow(2).mean((1, 2))
-        return loss + t.commitment * (flat - chosen.detach()).pow(2).mean((1, 2))
+        q = t.quantizer
+        loss = (p.x_hat - xb.reshape(xb.shape[0], xb.shape[1], -1)).pow(2).mean((1, 2))
+        if q.update == "loss":
+            loss = loss + (p.nearest_code - p.flat.detach()).pow(2).mean((1, 2))
+        loss = loss + t.commitment * (p.flat - p.nearest_code.detach()).pow(2).mean((1, 2))
+        if q.learned_beta and p.d is not None and "quantizer.beta_param" in self.trained:
+            d_chosen = p.d.gather(-1, p.idx.unsqueeze(-1)).squeeze(-1).mean(-1)  # (R,), no gradient
+            loss = loss + precision_loss(self.betas().reshape(-1), d_chosen, t.code_dim)
+        return loss
+
+
+class Pass(NamedTuple):
+    """One forward pass of a :class:`Stack` (chapters 2–4, 6, 8): encoder outputs ``flat`` (R, M, D),
+    distances ``d`` (R, M, K) (softmax quantizer; None for nearest), latent variables ``idx`` (R, M),
+    the codes training follows ``target`` (:func:`vqlib.quantize.training_indices`), the chosen codes
+    e_J and the nearest ones (R, M, D), and the reconstructions ``x_hat`` (R, B, d)."""
+
+    flat: Tensor
+    d: Tensor | None
+    idx: Tensor
+    target: Tensor
+    chosen: Tensor
+    nearest_code: Tensor
+    x_hat: Tensor
+
+
+def _gather(codes: Tensor, idx: Tensor) -> Tensor:
+    """e_idx for codes (K, D), shared, or (R, K, D), one codebook per model; idx (R, M) → (R, M, D)."""
+    if codes.dim() == 2:
+        return codes[idx]
+    return torch.gather(codes, 1, idx.unsqueeze(-1).expand(-1, -1, codes.shape[-1]))
 
 
 # ------------------------------------------------------------------ the data-dependent start
@@ -303,9 +378,13 @@ def init_codebooks(models, samples: Tensor, generators, *, codebook: bool = True
     x = samples.to(stack.device).reshape(R, samples.shape[1], -1)
     last = len(t.encoder) - 1
     W, b = stack.params[f"encoder.{last}.weight"], stack.params[f"encoder.{last}.bias"]
-    raw = network(t.encoder, "encoder", x, stack.params)  # (R, m, L·D)
+    if t.architecture == "conv":  # per output channel, over the sample and the grid's places
+        raw = network(t.encoder, "encoder", x.reshape(R, x.shape[1], *t.in_shape), stack.params)  # (R, m, D, h, w)
+        raw = raw.transpose(1, 2).reshape(R, t.code_dim, -1).transpose(1, 2)  # (R, m·h·w, D)
+    else:
+        raw = network(t.encoder, "encoder", x, stack.params)  # (R, m, L·D)
     mean, std = raw.mean(1), raw.std(1).clamp_min(1e-6)
-    W.div_(std.unsqueeze(-1))
+    W.div_(std.reshape(*std.shape, *[1] * (W.dim() - 2)))
     b.sub_(mean).div_(std)
     if codebook:
         z = stack.encode(x)  # (R, m·L, D)
@@ -366,10 +445,10 @@ def train(stack: Stack, xs: Tensor, *, epochs: int, lr: float, batch_size: int |
         for start in range(0, N, batch_size):
             xb = X if order is None and batch_size >= N else (
                 X[:, start:start + batch_size] if order is None else X[rows, order[:, start:start + batch_size]])
-            flat, _, idx, chosen, x_hat = stack.forward(xb, sampler)
-            loss = stack.loss(xb, flat, chosen, x_hat)
+            p = stack.forward(xb, sampler)
+            loss = stack.loss(xb, p)
             if counting:
-                _count_and_average(stack, flat.detach(), idx, offsets, ema)
+                _count_and_average(stack, p.flat.detach(), p.target, offsets, ema)
             if trained:
                 opt.zero_grad()
                 loss.sum().backward()
@@ -382,7 +461,8 @@ def train(stack: Stack, xs: Tensor, *, epochs: int, lr: float, batch_size: int |
 
 @torch.no_grad()
 def _count_and_average(stack: Stack, flat: Tensor, idx: Tensor, offsets: Tensor, ema: bool) -> None:
-    """The usage counts and, for an EMA codebook, its step (``VectorQuantizer._ema_step`` per model)."""
+    """The usage counts and, for an EMA codebook, its step (``VectorQuantizer._ema_step`` per model),
+    both following ``idx``, the codes training follows (the nearest ones)."""
     q = stack.template.quantizer
     K, D = q.K, flat.shape[-1]
     recent, ema_count, ema_sum = stack.buffers["recent_count"], stack.buffers["ema_count"], stack.buffers["ema_sum"]
@@ -439,14 +519,15 @@ def evaluate(stack: Stack, points: Tensor, *, samplers=None, batch_size: int = 1
     losses, indices, probs = [], [], []
     for start in range(0, X.shape[1], batch_size):
         xb = X[:, start:start + batch_size].to(dev)
-        flat, d, idx, _, x_hat = stack.forward(xb, samplers)
-        losses.append((xb - x_hat).pow(2).mean(-1).cpu())
+        flat, d, idx, _, _, _, x_hat = stack.forward(xb, samplers)
+        losses.append((xb.reshape(R, xb.shape[1], -1) - x_hat).pow(2).mean(-1).cpu())
         indices.append(idx.reshape(R, xb.shape[1], t.L).cpu())
         if posteriors:
             if d is None:  # nearest: a point mass on the chosen code
                 post = F.one_hot(idx, t.K).to(flat.dtype)
             else:
-                post = torch.softmax(-t.beta * d, dim=-1)
+                beta = stack.betas()
+                post = torch.softmax(-(beta.detach() if t.quantizer.learned_beta else beta) * d, dim=-1)
             probs.append(post.reshape(R, xb.shape[1], t.L, t.K).cpu())
     out = (torch.cat(losses, 1), torch.cat(indices, 1))
     return (*out, torch.cat(probs, 1)) if posteriors else out
@@ -472,6 +553,10 @@ def _per_model_bytes(model, batch_size: int, n: int) -> int:
     d = math.prod(model.in_shape)
     width = cfg["encoder_width"] * cfg["encoder_depth"] + cfg["decoder_width"] * cfg["decoder_depth"]
     L, K, D = model.L, model.K, model.code_dim
+    if cfg.get("architecture") == "conv":  # feature maps of every layer at the largest grid, kept for backward
+        places = d // model.in_shape[0] // 4
+        width = places * ((cfg["encoder_width"] * (4 + 4 * cfg["encoder_depth"]))
+                          + cfg["decoder_width"] * (4 + 4 * cfg["decoder_depth"]))
 
     def rows(m: int) -> int:  # activations of m inputs: layers, encodings, distances and their softmax
         return m * (3 * d + 3 * width + L * (6 * D + 3 * K))

@@ -2,9 +2,19 @@
 positions per input, decoder with outputs in [0, 1].
 
 The encoder maps an input to L vectors in R^{code_dim}; the quantizer replaces each by a
-code e_{J_l}; the decoder maps (e_{J_1}, …, e_{J_L}) to x̂. Encoder and decoder are
-multilayer perceptrons whose depth and width are arguments, because chapter 8 sweeps
-them; a flat (vector) encoder works for every L ≥ 1 and every image shape (C, H, W).
+code e_{J_l}; the decoder maps (e_{J_1}, …, e_{J_L}) to x̂. Two architectures:
+
+* ``"mlp"``: encoder and decoder are multilayer perceptrons whose depth and width are
+  arguments, because chapter 8 sweeps them; a flat (vector) encoder works for every L ≥ 1
+  and every image shape (C, H, W), and its L positions are slots, not places.
+* ``"conv"``: the convolutional VQ-VAE of van den Oord et al. (2017) and SQ-VAE: strided
+  4 × 4 convolutions halve the image s times, a 3 × 3 convolution and residual blocks
+  (ReLU, 3 × 3, ReLU, 1 × 1, added back) follow, and a 1 × 1 convolution gives one code_dim
+  vector per place of an h × w **latent grid**, h = H/2^s, w = W/2^s: L = h·w, position
+  l = i·w + j at row i, column j, each seeing the patch of the image around its place
+  (:func:`receptive_fields`). The decoder mirrors it with transposed convolutions. The valid
+  L are those of :func:`latent_grids` (on 8 × 8 digits 16 or 4, on 28 × 28 images 196 or 49);
+  depth counts residual blocks and width counts channels.
 """
 from __future__ import annotations
 
@@ -15,11 +25,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._checks import check_seed, fits_in_memory, nonnegative_float, positive_float, positive_int, real_number
+from ._checks import check_seed, choice, fits_in_memory, nonnegative_float, positive_int
 from .metrics import codebook_usage
-from .quantize import VectorQuantizer
+from .quantize import DEFAULT_DECAY, QUANTIZERS, VectorQuantizer, check_beta
 
-__all__ = ["VQVAE", "VQOutput"]
+__all__ = ["VQVAE", "VQOutput", "ARCHITECTURES", "Residual", "latent_grids", "receptive_fields"]
+
+#: The encoder/decoder architectures of :class:`VQVAE`.
+ARCHITECTURES = ("mlp", "conv")
 
 
 @dataclass
@@ -34,7 +47,7 @@ class VQOutput:
     recon_loss: Tensor  # mean over inputs of ‖x − x̂‖² / d, in [0, 1]
     codebook_loss: Tensor
     commitment_loss: Tensor
-    loss: Tensor  # what training minimises: recon + codebook + commitment weight × commitment
+    loss: Tensor  # what training minimises: recon + codebook + commitment weight × commitment (+ β's term)
     perplexity: float  # exp(entropy of the batch's code frequencies)
     used_fraction: float  # fraction of the K codes chosen at least once in the batch
 
@@ -46,6 +59,66 @@ def _mlp(sizes: list[int]) -> nn.Sequential:
         if i < len(sizes) - 2:
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)
+
+
+class Residual(nn.Module):
+    """x + block(x), block = ReLU, 3 × 3 convolution, ReLU, 1 × 1 convolution (the VQ-VAE paper's
+    residual block; the convolutional architecture of :class:`VQVAE`)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.block = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(),
+                                   nn.Conv2d(channels, channels, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.block(x)
+
+
+def latent_grids(in_shape) -> dict[int, tuple[int, int]]:
+    """The latent grids the convolutional :class:`VQVAE` can make on inputs of ``in_shape`` (chapter 1).
+
+    ``{L: (h, w)}`` for every number s ≥ 1 of stride-2 halvings that leaves whole sides of at
+    least 2: h = H/2^s, w = W/2^s, L = h·w, largest grid first. ``(1, 8, 8)`` gives
+    ``{16: (4, 4), 4: (2, 2)}``, ``(1, 28, 28)`` gives ``{196: (14, 14), 49: (7, 7)}``. An input too
+    small for one halving (a side odd or under 4) is a ``ValueError`` naming ``in_shape``.
+    """
+    C, H, W = _shape(in_shape)
+    grids: dict[int, tuple[int, int]] = {}
+    s = 1
+    while H % 2 ** s == 0 and W % 2 ** s == 0 and H // 2 ** s >= 2 and W // 2 ** s >= 2:
+        grids[(H // 2 ** s) * (W // 2 ** s)] = (H // 2 ** s, W // 2 ** s)
+        s += 1
+    if not grids:
+        raise ValueError(f"in_shape={tuple(in_shape)!r} is too small for architecture='conv': its height and width "
+                         "must be even and at least 4 (one stride-2 convolution to a latent grid of at least 2 × 2)")
+    return grids
+
+
+def _conv_encoder(channels: int, width: int, halvings: int, blocks: int, code_dim: int) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv2d(channels, width, 4, stride=2, padding=1), nn.ReLU()]
+    for _ in range(halvings - 1):
+        layers += [nn.Conv2d(width, width, 4, stride=2, padding=1), nn.ReLU()]
+    layers.append(nn.Conv2d(width, width, 3, padding=1))
+    layers += [Residual(width) for _ in range(blocks)]
+    layers += [nn.ReLU(), nn.Conv2d(width, code_dim, 1)]
+    return nn.Sequential(*layers)
+
+
+def _conv_decoder(channels: int, width: int, halvings: int, blocks: int, code_dim: int) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv2d(code_dim, width, 3, padding=1)]
+    layers += [Residual(width) for _ in range(blocks)]
+    layers.append(nn.ReLU())
+    for _ in range(halvings - 1):
+        layers += [nn.ConvTranspose2d(width, width, 4, stride=2, padding=1), nn.ReLU()]
+    layers.append(nn.ConvTranspose2d(width, channels, 4, stride=2, padding=1))
+    return nn.Sequential(*layers)
+
+
+def _conv_parameter_count(channels: int, width: int, halvings: int, blocks: int, code_dim: int) -> int:
+    w2 = width * width
+    down = channels * width * 16 + width + (halvings - 1) * (16 * w2 + width)
+    body = 9 * w2 + width + blocks * (9 * w2 + w2 + 2 * width)
+    return 2 * (down + body) + width * code_dim * 10 + code_dim + channels
 
 
 def _shape(in_shape) -> tuple[int, int, int]:
@@ -73,14 +146,22 @@ class VQVAE(nn.Module):
     ----------
     in_shape : the shape of one input, e.g. ``(1, 8, 8)`` for the digits.
     K : codebook size (K ≥ 1).
-    L : latent positions per input (L ≥ 1); the latent variable J lies in [K]^L.
+    L : latent positions per input (L ≥ 1); the latent variable J lies in [K]^L. With
+        ``architecture="conv"`` L must be one of :func:`latent_grids` (the h × w grid it makes).
     code_dim : dimension of each code vector.
     quantizer : ``"nearest"`` (deterministic) or ``"softmax"`` (J_l ~ q ∝ exp(−β‖f_l − e_k‖²)).
-    beta : the softmax quantizer's inverse temperature β > 0 (chapter 6).
-    hidden : width of every hidden layer, unless ``encoder_width``/``decoder_width`` are given.
-    encoder_depth, decoder_depth : number of hidden layers (0 gives a linear map).
+    beta : the softmax quantizer's inverse temperature: a number β > 0, or ``"learned"`` (trained
+        with the loss from β = 1, see :mod:`vqlib.quantize`; ``model.beta`` is its current value)
+        (chapter 6).
+    architecture : ``"mlp"`` (multilayer perceptrons) or ``"conv"`` (strided convolutions and
+        residual blocks on a latent grid; see the module's docstring).
+    hidden : width of every hidden layer (MLP) or number of channels (conv), unless
+        ``encoder_width``/``decoder_width`` are given; default 128 (MLP) or 64 (conv).
+    encoder_depth, decoder_depth : number of hidden layers (MLP; 0 gives a linear map) or of
+        residual blocks (conv).
     codebook : ``"ema"`` or ``"loss"``: how the codebook learns.
     commitment : weight of the commitment loss.
+    decay : the EMA codebook's decay (default 0.99 for the nearest quantizer, 0.9 for the softmax one).
     init : ``"kmeans"``, ``"data"`` or ``"random"``: how :func:`vqlib.fit` starts the codebook.
     dead_code_reset : whether :func:`vqlib.fit` moves unused codes onto encoder outputs.
     seed : seeds the initial weights, so construction is reproducible.
@@ -93,16 +174,17 @@ class VQVAE(nn.Module):
         L: int,
         code_dim: int = 8,
         quantizer: str = "nearest",
-        beta: float = 1.0,
+        beta: float | str = 1.0,
         *,
-        hidden: int = 128,
+        architecture: str = "mlp",
+        hidden: int | None = None,
         encoder_depth: int = 2,
         decoder_depth: int = 2,
         encoder_width: int | None = None,
         decoder_width: int | None = None,
         codebook: str = "ema",
         commitment: float = 0.25,
-        decay: float = 0.99,
+        decay: float | None = None,
         init: str = "kmeans",
         dead_code_reset: bool = True,
         seed: int = 0,
@@ -112,8 +194,19 @@ class VQVAE(nn.Module):
         self.K = positive_int(K, "K")
         self.L = positive_int(L, "L")
         self.code_dim = positive_int(code_dim, "code_dim")
-        beta = positive_float(beta, "beta") if quantizer == "softmax" else real_number(beta, "beta")
-        hidden = positive_int(hidden, "hidden")
+        quantizer = choice(quantizer, "quantizer", QUANTIZERS)
+        beta = check_beta(beta, quantizer)
+        decay = DEFAULT_DECAY[quantizer] if decay is None else decay
+        self.architecture = choice(architecture, "architecture", ARCHITECTURES)
+        if self.architecture == "conv":
+            grids = latent_grids(self.in_shape)
+            if self.L not in grids:
+                valid = ", ".join(f"{L} ({h} × {w})" for L, (h, w) in grids.items())
+                raise ValueError(f"L={self.L} is not a latent grid of architecture='conv' on inputs of shape "
+                                 f"{self.in_shape}: valid L are {valid}")
+            self.grid = grids[self.L]
+            self.halvings = int(math.log2(self.in_shape[1] // self.grid[0]))
+        hidden = positive_int((128 if self.architecture == "mlp" else 64) if hidden is None else hidden, "hidden")
         enc_w = positive_int(encoder_width if encoder_width is not None else hidden, "encoder_width")
         dec_w = positive_int(decoder_width if decoder_width is not None else hidden, "decoder_width")
         enc_d = positive_int(encoder_depth, "encoder_depth", minimum=0)
@@ -123,25 +216,39 @@ class VQVAE(nn.Module):
         self.commitment = nonnegative_float(commitment, "commitment")
         self.init, self.dead_code_reset, self.seed = init, bool(dead_code_reset), check_seed(seed)
         self.config = dict(
-            in_shape=self.in_shape, K=self.K, L=self.L, code_dim=self.code_dim, quantizer=quantizer,
-            beta=float(beta), hidden=hidden, encoder_depth=enc_d, decoder_depth=dec_d,
+            in_shape=self.in_shape, K=self.K, L=self.L, code_dim=self.code_dim, architecture=self.architecture,
+            quantizer=quantizer,
+            beta=beta if beta == "learned" else float(beta), hidden=hidden, encoder_depth=enc_d, decoder_depth=dec_d,
             encoder_width=enc_w, decoder_width=dec_w, codebook=codebook,
             commitment=self.commitment, decay=decay, init=init,
             dead_code_reset=self.dead_code_reset, seed=self.seed,
         )
         d = math.prod(self.in_shape)
-        fits_in_memory(_parameter_bytes(d, self.K, self.L, self.code_dim, [enc_w] * enc_d, [dec_w] * dec_d),
-                       f"a VQVAE with K={self.K}, L={self.L}, code_dim={self.code_dim}, "
-                       f"encoder {enc_d}×{enc_w}, decoder {dec_d}×{dec_w}")
+        if self.architecture == "mlp":
+            n_bytes = _parameter_bytes(d, self.K, self.L, self.code_dim, [enc_w] * enc_d, [dec_w] * dec_d)
+        else:
+            C = self.in_shape[0]
+            n_bytes = 4 * (_conv_parameter_count(C, enc_w, self.halvings, enc_d, self.code_dim) // 2
+                           + _conv_parameter_count(C, dec_w, self.halvings, dec_d, self.code_dim) // 2
+                           + 2 * self.K * self.code_dim + 2 * self.K)
+        fits_in_memory(n_bytes, f"a VQVAE with K={self.K}, L={self.L}, code_dim={self.code_dim}, "
+                                f"encoder {enc_d}×{enc_w}, decoder {dec_d}×{dec_w}")
         with torch.random.fork_rng(devices=[]):
             # the CPU generator only (the weights are made on the CPU), restored on leaving:
             # torch.manual_seed would also queue a reseeding of every GPU, costly in deep stacks
             torch.default_generator.manual_seed(self.seed)
-            self.encoder = _mlp([d] + [enc_w] * enc_d + [self.L * self.code_dim])
+            C = self.in_shape[0]
+            if self.architecture == "mlp":
+                self.encoder = _mlp([d] + [enc_w] * enc_d + [self.L * self.code_dim])
+            else:
+                self.encoder = _conv_encoder(C, enc_w, self.halvings, enc_d, self.code_dim)
             self.quantizer = VectorQuantizer(
                 self.K, self.code_dim, quantizer=quantizer, beta=beta, update=codebook, decay=decay
             )
-            self.decoder = _mlp([self.L * self.code_dim] + [dec_w] * dec_d + [d])
+            if self.architecture == "mlp":
+                self.decoder = _mlp([self.L * self.code_dim] + [dec_w] * dec_d + [d])
+            else:
+                self.decoder = _conv_decoder(C, dec_w, self.halvings, dec_d, self.code_dim)
         # Set once fit() has initialised the codebook from data; saved with the weights.
         self.register_buffer("codebook_initialised", torch.tensor(False))
 
@@ -160,11 +267,18 @@ class VQVAE(nn.Module):
         squared distance ‖f(x)_l − e_k‖² lies in [0, 4]: the scale on which the softmax
         quantizer's β means something, and the sensitivity of chapter 6's stability bound.
         """
-        z = self.encoder(x.reshape(x.shape[0], math.prod(self.in_shape))).reshape(-1, self.L, self.code_dim)
+        if self.architecture == "conv":  # (N, D, h, w) → position l = i·w + j
+            z = self.encoder(x.reshape(x.shape[0], *self.in_shape)).permute(0, 2, 3, 1).reshape(-1, self.L, self.code_dim)
+        else:
+            z = self.encoder(x.reshape(x.shape[0], math.prod(self.in_shape))).reshape(-1, self.L, self.code_dim)
         return F.normalize(z, dim=-1)
 
     def decode(self, z_q: Tensor) -> Tensor:
         """Decoder g(z_q) for codes of shape (N, L, code_dim) → (N, *in_shape) in [0, 1]."""
+        if self.architecture == "conv":
+            h, w = self.grid
+            grid = z_q.reshape(z_q.shape[0], h, w, self.code_dim).permute(0, 3, 1, 2)
+            return torch.sigmoid(self.decoder(grid)).reshape(-1, *self.in_shape)
         out = torch.sigmoid(self.decoder(z_q.reshape(z_q.shape[0], self.L * self.code_dim)))
         return out.reshape(-1, *self.in_shape)
 
@@ -195,7 +309,7 @@ class VQVAE(nn.Module):
         return VQOutput(
             x_hat=x_hat, indices=q.indices, probs=q.probs, z_e=z_e, z_q=q.z_q,
             recon_loss=recon, codebook_loss=q.codebook_loss, commitment_loss=q.commitment_loss,
-            loss=recon + q.codebook_loss + self.commitment * q.commitment_loss,
+            loss=recon + q.codebook_loss + self.commitment * q.commitment_loss + q.beta_loss,
             perplexity=usage.perplexity, used_fraction=usage.used_fraction,
         )
 
@@ -228,3 +342,36 @@ class VQVAE(nn.Module):
         from .engine import init_codebooks
 
         init_codebooks([self], x[None], [generator])
+
+
+def receptive_fields(model: VQVAE, x) -> Tensor:
+    """Which pixels each latent position reads (chapter 1): shape (L, H, W), each map summing to 1.
+
+    The mean over the inputs ``x`` of |∂ f(x)_l / ∂x| (summed over the code dimensions and the
+    channels), normalised per position. For the convolutional architecture each map is a patch
+    around the position's place on the grid; for the MLP every position may read every pixel.
+    """
+    from .data import check_images
+
+    if not isinstance(model, VQVAE):
+        raise ValueError(f"model must be a vqlib.VQVAE, got {type(model).__name__}")
+    x = check_images(x, name="x", in_shape=model.in_shape).to(model.device)
+    was_training = model.training
+    model.eval()
+    try:
+        maps = []
+        for l in range(model.L):
+            xr = x.clone().requires_grad_(True)
+            z = model.encoder(xr if model.architecture == "conv" else xr.reshape(len(xr), -1))
+            if model.architecture == "conv":
+                z = z.permute(0, 2, 3, 1).reshape(len(xr), model.L, model.code_dim)
+            else:
+                z = z.reshape(len(xr), model.L, model.code_dim)
+            z = F.normalize(z, dim=-1)
+            grads = [torch.autograd.grad(z[:, l, k].sum(), xr, retain_graph=True)[0].abs()
+                     for k in range(model.code_dim)]
+            maps.append(torch.stack(grads).sum(0).mean(0).sum(0))  # (H, W)
+    finally:
+        model.train(was_training)
+    out = torch.stack(maps).detach().cpu()
+    return out / out.sum((1, 2), keepdim=True).clamp_min(1e-30)

@@ -142,8 +142,7 @@ def encoder_loss(reference: VQVAE, params: list[Tensor], x: Tensor) -> Tensor:
     """
     stack = encoder_stack(reference, params)
     xb = x.reshape(x.shape[0], x.shape[1], -1)
-    z, _, _, chosen, x_hat = stack.forward(xb)  # R encoders, nearest code (straight-through), shared decoder
-    return stack.loss(xb, z, chosen, x_hat)
+    return stack.loss(xb, stack.forward(xb))  # R encoders, nearest code (straight-through), shared decoder
 
 
 @dataclass

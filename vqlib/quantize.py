@@ -9,6 +9,26 @@ J_l ∈ {0, …, K-1} and returns e_{J_l}:
 Both report the posterior q(· | x) per position (one-hot for ``"nearest"``), which is
 what the latent-variable bounds of chapters 4–7 are computed from.
 
+What training follows (:func:`training_indices`, the one rule that :class:`VectorQuantizer`
+and the training engine share): the decoder sees the sampled code e_J (straight-through
+gradients to the encoder), but the codebook's EMA step, the codebook and commitment losses
+and the usage counts behind dead-code resets follow the *nearest* code, the posterior's
+mode. Were they to follow the sampled code, at moderate β every code's EMA mean would drift
+towards the centroid of all encoder outputs and the commitment loss would pull every output
+towards a random code: codes bunch together, distances shrink, samples get noisier, and
+training collapses to the mean image (chapter 6). With the nearest code the codebook is a
+running k-means of the encoder outputs whatever β is; for the nearest quantizer the two
+rules coincide. The softmax quantizer's EMA also forgets faster by default (decay 0.9
+instead of 0.99, :data:`DEFAULT_DECAY`): a codebook that lags the encoder leaves outputs
+farther from their codes, which at a fixed β makes every draw noisier.
+
+The inverse temperature is a number or ``"learned"``: then β = exp(:data:`LEARNED_BETA_RATE` × θ)
+with θ a parameter (β = 1 at the start) trained with the loss through the term
+:func:`precision_loss`, β·‖f(x) − e_J‖² − (D/2)·log β: the negative log-density of a Gaussian
+N(e_J, I/(2β)) around the sampled code, as SQ-VAE learns its quantization variance. Its
+minimiser is the maximum-likelihood precision D / (2·E‖f(x) − e_J‖²): as training pulls
+encoder outputs onto their codes, β rises and the quantizer anneals towards the nearest one.
+
 Encoder outputs and codes live on the unit sphere of R^{code_dim} (the stored codebook
 is normalised when used), so squared distances lie in [0, 4] whatever the dimension.
 
@@ -25,12 +45,41 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._checks import choice, positive_float, positive_int, unit_float
+import math
+import numbers
 
-__all__ = ["Quantized", "VectorQuantizer", "kmeans", "kmeans_batched", "nearest", "QUANTIZERS", "CODEBOOK_UPDATES"]
+from ._checks import choice, positive_float, positive_int, real_number, unit_float
+
+__all__ = ["Quantized", "VectorQuantizer", "kmeans", "kmeans_batched", "nearest", "training_indices",
+           "precision_loss", "check_beta", "QUANTIZERS", "CODEBOOK_UPDATES", "DEFAULT_DECAY", "LEARNED_BETA_RATE"]
 
 QUANTIZERS = ("nearest", "softmax")
 CODEBOOK_UPDATES = ("ema", "loss")  # "frozen" is set by VQVAE.freeze_codebook_and_decoder
+#: The EMA decay of each quantizer when none is given (see the module's docstring).
+DEFAULT_DECAY = {"nearest": 0.99, "softmax": 0.9}
+#: A learned β is exp(LEARNED_BETA_RATE × θ): Adam moves θ by about lr per step, so log β moves
+#: by about 10·lr, enough to cross two orders of magnitude within a few hundred steps (at rate 1
+#: a 40-epoch fit on the digits could not take β beyond about 6.6, lr × steps = log 6.6).
+LEARNED_BETA_RATE = 10.0
+
+
+def check_beta(beta, quantizer: str = "softmax"):
+    """β as the quantizer takes it (chapter 6): for ``"softmax"`` a finite number > 0 or the string
+    ``"learned"``; for ``"nearest"`` any number (the β its tempered copies and chapter 7's penalty
+    use). Anything else is a ``ValueError`` naming ``beta`` and the valid choices."""
+    if isinstance(beta, str):
+        if beta == "learned" and quantizer == "softmax":
+            return beta
+        if beta == "learned":
+            raise ValueError("beta='learned' needs quantizer='softmax' (the nearest quantizer has no temperature "
+                             "to learn)")
+        raise ValueError(f"beta must be a finite number > 0 or 'learned', got {beta!r}")
+    if quantizer != "softmax":
+        return real_number(beta, "beta")
+    if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not math.isfinite(float(beta)) \
+            or float(beta) <= 0:
+        raise ValueError(f"beta must be a finite number > 0 or 'learned', got {beta!r}")
+    return float(beta)
 
 
 @dataclass
@@ -40,8 +89,9 @@ class Quantized:
     z_q: Tensor  # (N, L, D): the chosen codes, with straight-through gradients
     indices: Tensor  # (N, L): the latent variables J, int64 in [0, K)
     probs: Tensor  # (N, L, K): the posterior q(k | x) per position
-    codebook_loss: Tensor  # scalar: ‖sg[f(x)] − e_J‖² (zero for the EMA codebook)
-    commitment_loss: Tensor  # scalar: ‖f(x) − sg[e_J]‖²
+    codebook_loss: Tensor  # scalar: ‖sg[f(x)] − e_J*‖², J* the nearest code (zero for the EMA codebook)
+    commitment_loss: Tensor  # scalar: ‖f(x) − sg[e_J*]‖², J* the nearest code (:func:`training_indices`)
+    beta_loss: Tensor | None = None  # scalar: :func:`precision_loss` for a learned β (zero otherwise)
 
 
 def squared_distances(z: Tensor, codebook: Tensor) -> Tensor:
@@ -79,6 +129,29 @@ def nearest(z: Tensor, codes: Tensor) -> Tensor:
     cT, bias = codes.transpose(1, 2), cc.unsqueeze(1)
     return torch.cat([torch.baddbmm(bias, z[:, a:a + rows], cT, alpha=-2).argmin(-1)
                       for a in range(0, z.shape[1], rows)], 1)
+
+
+def training_indices(z: Tensor, codes: Tensor, indices: Tensor, quantizer: str) -> Tensor:
+    """The codes training follows for encoder outputs ``z`` whose latent variables are ``indices``
+    (chapters 1 and 6): the EMA step, the codebook and commitment losses and the usage counts.
+
+    The nearest code, argmin_k ‖z − e_k‖² (:func:`nearest`): the posterior's mode. For the
+    nearest quantizer that is ``indices`` itself; for the softmax quantizer it differs from the
+    sampled code that the decoder sees (see the module's docstring for why). Shapes as
+    :func:`nearest`. :class:`VectorQuantizer` and the training engine both call this one rule.
+    """
+    return indices if quantizer == "nearest" else nearest(z, codes)
+
+
+def precision_loss(beta: Tensor, sq_distance: Tensor, code_dim: int) -> Tensor:
+    """β·d − (D/2)·log β: the term that trains a learned β (chapter 6), elementwise over models.
+
+    ``sq_distance`` is the mean squared distance ‖f(x) − e_J‖² between encoder outputs and their
+    sampled codes (no gradient), ``beta`` the current β (with its gradient). Up to a constant it is
+    −log N(f(x); e_J, I/(2β)), the Gaussian around the sampled code of SQ-VAE's quantizer; its
+    minimiser over β is the maximum-likelihood precision D / (2d).
+    """
+    return beta * sq_distance - 0.5 * code_dim * torch.log(beta)
 
 
 def kmeans(z: Tensor, K: int, *, iters: int = 25, generator: torch.Generator | None = None) -> Tensor:
@@ -231,8 +304,9 @@ def _set_rng_state(generator, state) -> None:
 class VectorQuantizer(nn.Module):
     """A codebook of K vectors in R^{code_dim} and the rule that assigns codes to inputs.
 
-    Parameters mirror the book's notation: ``K`` codes, temperature ``beta`` (β) for the
-    softmax quantizer, ``update`` = ``"ema"`` or ``"loss"`` for how the codebook learns.
+    Parameters mirror the book's notation: ``K`` codes, inverse temperature ``beta`` (β) for the
+    softmax quantizer (a number > 0, or ``"learned"``), ``update`` = ``"ema"`` or ``"loss"`` for
+    how the codebook learns, ``decay`` the EMA's (default :data:`DEFAULT_DECAY` of the quantizer).
     """
 
     def __init__(
@@ -241,9 +315,9 @@ class VectorQuantizer(nn.Module):
         code_dim: int,
         *,
         quantizer: str = "nearest",
-        beta: float = 1.0,
+        beta: float | str = 1.0,
         update: str = "ema",
-        decay: float = 0.99,
+        decay: float | None = None,
         eps: float = 1e-5,
     ):
         super().__init__()
@@ -251,20 +325,47 @@ class VectorQuantizer(nn.Module):
         self.code_dim = positive_int(code_dim, "code_dim")
         self.quantizer = choice(quantizer, "quantizer", QUANTIZERS)
         # β only matters to the softmax quantizer, so only there must it be valid.
-        self.beta = positive_float(beta, "beta") if quantizer == "softmax" else float(beta)
+        beta = check_beta(beta, quantizer)
+        self.learned_beta = beta == "learned"
+        self._beta = 1.0 if self.learned_beta else float(beta)
         self.update = choice(update, "codebook", CODEBOOK_UPDATES)
+        decay = DEFAULT_DECAY[self.quantizer] if decay is None else decay
         self.decay = unit_float(decay, "decay", open_left=True, open_right=True)
         self.eps = positive_float(eps, "eps")
         codebook = torch.randn(self.K, self.code_dim)
         self.codebook = nn.Parameter(codebook, requires_grad=self.update == "loss")
+        if self.learned_beta:  # β = exp(LEARNED_BETA_RATE · θ), 1 at the start
+            self.beta_param = nn.Parameter(torch.zeros(()))
         self.register_buffer("ema_count", torch.ones(self.K))
         self.register_buffer("ema_sum", codebook.clone())
-        # How often each code was chosen in training since the last dead-code check.
+        # How often each code was the nearest in training since the last dead-code check.
         self.register_buffer("recent_count", torch.zeros(self.K), persistent=False)
 
     def extra_repr(self) -> str:
-        beta = f", beta={self.beta}" if self.quantizer == "softmax" else ""
+        beta = f", beta={'learned' if self.learned_beta else self.beta}" if self.quantizer == "softmax" else ""
         return f"K={self.K}, code_dim={self.code_dim}, quantizer={self.quantizer!r}{beta}, update={self.update!r}"
+
+    @property
+    def beta(self) -> float:
+        """β as a float: the fixed value, or the current value of a learned one (chapter 6)."""
+        if self.learned_beta:
+            return float(self.beta_tensor().detach())
+        return self._beta
+
+    @beta.setter
+    def beta(self, value) -> None:
+        """Fix β at ``value`` (a finite number > 0); a learned β stops learning (its parameter goes)."""
+        value = positive_float(value, "beta")
+        if self.learned_beta:
+            del self.beta_param
+            self.learned_beta = False
+        self._beta = value
+
+    def beta_tensor(self) -> Tensor:
+        """β as a tensor, with its gradient when learned (the training engine stacks it per model)."""
+        if self.learned_beta:
+            return torch.exp(LEARNED_BETA_RATE * self.beta_param)
+        return torch.tensor(self._beta)
 
     @property
     def codes(self) -> Tensor:
@@ -284,31 +385,39 @@ class VectorQuantizer(nn.Module):
         flat = z.reshape(-1, D)
         # Normalising makes a new tensor, so the in-place EMA step below leaves the graph intact.
         codebook = self.codes if self.update == "loss" else self.codes.detach()
+        beta_loss = flat.new_zeros(())
         if self.quantizer == "nearest":
             idx = nearest(flat, codebook)
             probs = F.one_hot(idx, self.K).to(z.dtype)
         else:
-            probs = torch.softmax(-self.beta * sphere_distances(flat, codebook), dim=1)
-            idx = torch.multinomial(probs.detach(), 1, generator=generator).squeeze(1)
+            d = sphere_distances(flat.detach(), codebook.detach())
+            beta = self.beta_tensor() if self.learned_beta else self._beta
+            probs = torch.softmax(-(beta.detach() if self.learned_beta else beta) * d, dim=1)
+            idx = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+            if self.learned_beta and self.training and self.beta_param.requires_grad:
+                beta_loss = precision_loss(beta, d.gather(1, idx[:, None]).mean(), D)
+        target = training_indices(flat.detach(), codebook.detach(), idx, self.quantizer)
         chosen = codebook[idx]
         # Straight-through: the value is exactly e_J (flat − flat.detach() is 0), the gradient
         # reaches f(x) unchanged.
         z_q = chosen + (flat - flat.detach())
+        nearest_code = chosen if target is idx else codebook[target]
         codebook_loss = (
-            F.mse_loss(chosen, flat.detach()) if self.update == "loss" else flat.new_zeros(())
+            F.mse_loss(nearest_code, flat.detach()) if self.update == "loss" else flat.new_zeros(())
         )
-        commitment_loss = F.mse_loss(flat, chosen.detach())
+        commitment_loss = F.mse_loss(flat, nearest_code.detach())
         if self.training:
             with torch.no_grad():
-                self.recent_count += torch.bincount(idx, minlength=self.K).to(self.recent_count.dtype)
+                self.recent_count += torch.bincount(target, minlength=self.K).to(self.recent_count.dtype)
                 if self.update == "ema":
-                    self._ema_step(flat.detach(), idx)  # after quantizing: this batch used the old codes
+                    self._ema_step(flat.detach(), target)  # after quantizing: this batch used the old codes
         return Quantized(
             z_q=z_q.reshape(n, L, D),
             indices=idx.reshape(n, L),
             probs=probs.reshape(n, L, self.K),
             codebook_loss=codebook_loss,
             commitment_loss=commitment_loss,
+            beta_loss=beta_loss,
         )
 
     @torch.no_grad()

@@ -19,8 +19,9 @@ s = 4. Chapter 6 proves, for any inputs, encoders and codebooks (same β):
   :func:`temperature_summary` also certifies it).
 
 The experiment: :func:`train_reference` trains and freezes a reference VQ-VAE on data
-disjoint from the supersamples, :func:`with_temperature` gives it the softmax quantizer at
-β, and :func:`softmax_encoder_runs`
+disjoint from the supersamples, with the softmax quantizer at β trained from scratch (or
+with the nearest quantizer, which :func:`with_temperature` gives the softmax quantizer at β
+afterwards), and :func:`softmax_encoder_runs`
 trains its encoder further on the training half of every (supersample, mask), all runs at
 once, and records the posteriors and losses of all 2n points with sampled LVs;
 :func:`temperature_summary` computes the gap, the stability bounds and chapter 2 and 4's
@@ -217,20 +218,37 @@ def max_log_ratio(model: VQVAE, x, other: VQVAE | None = None, x_other=None) -> 
 # --------------------------------------------------------------------------- the experiment
 
 
-def train_reference(x, K: int, L: int, *, epochs: int = 30, train_seed: int = 0, batch_size: int = 64,
+def train_reference(x, K: int, L: int, *, beta=None, epochs: int = 30, train_seed: int = 0, batch_size: int = 64,
                     lr: float = 2e-3, device=None, **model_kwargs) -> VQVAE:
-    """The frozen reference of chapter 6: chapter 4's :func:`vqlib.prior_bounds.train_reference`
-    (nearest quantizer, i.e. β = ∞, trained on ``x``, codebook and decoder frozen).
+    """A frozen reference of chapter 6, trained on ``x`` with :func:`vqlib.fit`: codebook and decoder
+    then frozen (:meth:`VQVAE.freeze_codebook_and_decoder`), eval mode.
 
-    One reference serves every β: :func:`with_temperature` then swaps in the softmax
-    quantizer, so the sweep changes the temperature and nothing else. (Training the whole
-    model with a noisy quantizer from the start is erratic on small data: whether it leaves
-    the mean-image plateau at all depends on β and the seed.)
+    ``beta`` None: the nearest quantizer (β = ∞), chapter 4's :func:`vqlib.prior_bounds.train_reference`,
+    which :func:`with_temperature` can give any β afterwards. A number: the softmax quantizer at
+    that β, trained from scratch (the model the stability bound is about). ``"learned"``: the
+    softmax quantizer with a learned β, fixed at its final value once trained (so the reference's
+    β no longer moves).
     """
-    from .prior_bounds import train_reference as train_nearest
+    if beta is None:
+        from .prior_bounds import train_reference as train_nearest
 
-    return train_nearest(x, K, L, epochs=epochs, train_seed=train_seed, batch_size=batch_size, lr=lr,
-                         device=device, **model_kwargs)
+        return train_nearest(x, K, L, epochs=epochs, train_seed=train_seed, batch_size=batch_size, lr=lr,
+                             device=device, **model_kwargs)
+    from ._checks import check_seed
+    from .quantize import check_beta
+    from .train import fit
+
+    x = check_images(x, name="x")
+    beta = check_beta(beta, "softmax")
+    train_seed = check_seed(train_seed, "train_seed")
+    if model_kwargs.pop("quantizer", "softmax") != "softmax":
+        raise ValueError("a reference with a beta uses the softmax quantizer; pass beta=None for the nearest one")
+    model = VQVAE(x.shape[1:], K, L, quantizer="softmax", beta=beta, seed=train_seed, **model_kwargs)
+    fit(model, x, epochs=epochs, batch_size=batch_size, lr=lr, train_seed=train_seed, device=device)
+    if beta == "learned":
+        model.quantizer.beta = model.beta  # fixed from now on
+        model.config = dict(model.config, beta=model.beta)
+    return model.freeze_codebook_and_decoder().eval()
 
 
 def with_temperature(model: VQVAE, beta) -> VQVAE:

@@ -31,6 +31,7 @@ class EpochRecord:
     used_fraction: float
     dead_codes_reset: int
     val_loss: float | None = None
+    beta: float | None = None  # the softmax quantizer's β at the end of the epoch (a learned one moves)
 
 
 @dataclass
@@ -196,6 +197,7 @@ def fit(
             history.epochs.append(EpochRecord(
                 epoch=epoch, train_loss=float(losses.mean()), perplexity=usage.perplexity,
                 used_fraction=usage.used_fraction, dead_codes_reset=reset, val_loss=val,
+                beta=model.beta if model.quantizer.quantizer == "softmax" else None,
             ))
     model.eval()
     return history

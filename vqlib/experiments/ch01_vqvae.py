@@ -6,6 +6,10 @@ per-epoch history; :func:`model_of` rebuilds the trained model from that row, so
 chapter looks at reconstructions, codebook usage and decoded latents of a real model
 without training it again.
 
+``ch01-grid`` trains the convolutional VQ-VAE (``architecture="conv"``, K = 32, L = 16: a 4 × 4
+latent grid on the 8 × 8 digits) with :func:`vqlib.fit` and stores its weights, history and
+the receptive field of every latent position (:func:`vqlib.model.receptive_fields`).
+
 ``ch01-latents`` trains one VQ-VAE per codebook size K and number of latent positions
 L on the training split of ``data`` and measures it on the test split
 (:func:`vqlib.sweep_latents`), one row per (K, L) with ``train_seed``. Each row also
@@ -26,7 +30,7 @@ import torch
 from ..sweep import sweep_latents
 from . import Sweep, register
 
-__all__ = ["LATENTS", "MODEL", "model_of"]
+__all__ = ["GRID", "LATENTS", "MODEL", "model_of"]
 
 
 def _data(job) -> dict:
@@ -46,14 +50,31 @@ def _model(*, x_train, x_test, K, L, data, epochs, train_seed):
 
 
 def model_of(row):
-    """The trained :class:`vqlib.VQVAE` of a ``ch01-model`` row (weights restored exactly, eval mode)."""
+    """The trained :class:`vqlib.VQVAE` of a ``ch01-model`` or ``ch01-grid`` row (weights restored
+    exactly, eval mode)."""
     from ..model import VQVAE
 
-    model = VQVAE(tuple(row["in_shape"]), K=row["K"], L=row["L"])
+    model = VQVAE(tuple(row["in_shape"]), K=row["K"], L=row["L"], architecture=row.get("architecture", "mlp"),
+                  hidden=row.get("hidden"))
     template = model.state_dict()
     model.load_state_dict({name: torch.tensor(row["state"][name], dtype=value.dtype)
                            for name, value in template.items()})
     return model.eval()
+
+
+def _grid(*, x_train, x_test, K, L, data, epochs, hidden, train_seed, n_fields):
+    from ..model import VQVAE, receptive_fields
+    from ..train import fit, reconstruction_loss
+
+    model = VQVAE(x_train.shape[1:], K=K, L=L, architecture="conv", hidden=hidden, seed=train_seed)
+    history = fit(model, x_train, epochs=epochs, train_seed=train_seed, x_val=x_test)
+    state = {name: value.detach().cpu().tolist() for name, value in model.state_dict().items()}
+    fields = receptive_fields(model, x_test[:n_fields])
+    return [dict(K=K, L=L, architecture="conv", hidden=hidden, grid=list(model.grid), epochs=epochs,
+                 train_seed=train_seed, data=data, in_shape=list(x_train.shape[1:]), history=history.rows(),
+                 test_loss=float(reconstruction_loss(model, x_test).mean()),
+                 train_loss=float(reconstruction_loss(model, x_train).mean()),
+                 fields=fields.round(decimals=5).tolist(), state=state)]
 
 
 def _latents(*, x_train, x_test, K, L, data, epochs, train_seed, n_shown):
@@ -72,6 +93,17 @@ MODEL = register(Sweep(
     full=dict(K=32, L=8, data="digits", epochs=150, train_seed=0),
     compute=_model,
     columns=("K", "L", "history", "state"),
+    data=_data,
+))
+
+GRID = register(Sweep(
+    name="ch01-grid",
+    chapter="01_vqvae",
+    doc="a convolutional VQ-VAE on a 4 x 4 latent grid (K = 32, L = 16): weights, history, receptive fields",
+    quick=dict(K=32, L=16, data="digits", epochs=15, hidden=32, train_seed=0, n_fields=64),
+    full=dict(K=32, L=16, data="digits", epochs=60, hidden=64, train_seed=0, n_fields=256),
+    compute=_grid,
+    columns=("K", "L", "grid", "fields", "state"),
     data=_data,
 ))
 

@@ -13,7 +13,8 @@ bounds conditional on each supersample (``per_supersample``), with the seeds.
   the row holds every experiment, the summary per m, and the experiment half's pair losses
   ``loss`` (runs × n × 2) and masks ``U`` (runs × n), from which the chapter also
   estimates the per-pair information with few and many masks.
-* ``ch02-vqvae``: the same bounds for small VQ-VAEs.
+* ``ch02-vqvae``: the same bounds for small VQ-VAEs (``architecture`` ``"mlp"``, or ``"conv"`` with
+  L a latent grid, e.g. ``python -m vqlib run ch02-vqvae --set architecture=conv --set L=16``).
 
 Every row also holds the certified values (``certified``, jointly at ``confidence``), their
 kinds, the certificate's terms and δ allocation, and its notes (why a value is vacuous).
@@ -23,7 +24,8 @@ n ≤ 898), loaded once by the runner. ``ch02-coverage`` draws its small experim
 ``experiment_seed``.
 ``quick`` runs on two CPU cores in about a minute: hundreds of masks per supersample,
 because certified numbers need them (the ensemble trainer makes masks cheap); ``full`` is
-the paper's scale for a GPU (more supersamples and masks, larger n). MNIST-size data needs
+the paper's scale for a GPU (more supersamples and masks, larger n, and for ``ch02-vqvae`` the
+convolutional VQ-VAE on a 4 × 4 latent grid, L = 16, K = 64, n = 64). MNIST-size data needs
 its files on disk (no download offline); set ``data=mnist`` where they are present.
 """
 from __future__ import annotations
@@ -92,10 +94,12 @@ def _coverage(*, x, learner, data, split, n_runs, mask_counts, n_experiments, co
                  loss=pairs["loss"][:half].tolist(), U=pairs["U"][:half].tolist())]
 
 
-def _vqvae(*, x, n, K, L, data, split, n_masks, n_supersamples, epochs, hidden, confidence, train_seed):
+def _vqvae(*, x, n, K, L, data, split, n_masks, n_supersamples, epochs, hidden, confidence, train_seed,
+           architecture="mlp"):
     result = _run(x, n=n, K=K, L=L, n_masks=n_masks, n_supersamples=n_supersamples, epochs=epochs,
-                  train_seed=train_seed, hidden=hidden, confidence=confidence)
-    return [dict(_row(result, data, split), epochs=epochs, hidden=hidden, rows=result.rows)]
+                  train_seed=train_seed, hidden=hidden, confidence=confidence, architecture=architecture)
+    return [dict(_row(result, data, split), epochs=epochs, hidden=hidden, architecture=architecture,
+                 rows=result.rows)]
 
 
 KMEANS = register(Sweep(
@@ -133,9 +137,9 @@ VQVAE_RUNS = register(Sweep(
     chapter="02_supersample",
     doc="measured gap vs every supersample bound (estimated and certified) for small VQ-VAEs (n = 16, K = 8, L = 4)",
     quick=dict(n=16, K=8, L=4, data="digits", split="all", n_masks=128, n_supersamples=4, epochs=30, hidden=32,
-               confidence=0.95, train_seed=0),
-    full=dict(n=16, K=8, L=4, data="digits", split="all", n_masks=512, n_supersamples=10, epochs=100, hidden=32,
-              confidence=0.95, train_seed=0),
+               confidence=0.95, train_seed=0, architecture="mlp"),
+    full=dict(n=64, K=64, L=16, data="digits", split="all", n_masks=256, n_supersamples=8, epochs=100, hidden=32,
+              confidence=0.95, train_seed=0, architecture="conv"),
     compute=_vqvae,
     columns=("n", "K", "L", "gap", "bounds", "certified"),
     data=_data,
