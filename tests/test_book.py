@@ -206,6 +206,7 @@ def test_every_sweep_has_a_measured_cost():
     quick, full, lines = vqlib.book.sweep_costs(["ch02-vqvae"])
     assert quick == COSTS["ch02-vqvae"]["quick_s"] and full == COSTS["ch02-vqvae"]["full_s"]
     assert vqlib.book.duration(45) == "45 s" and vqlib.book.duration(720) == "12 min"
+    assert vqlib.book.duration(0.23) == "0.2 s" and vqlib.book.duration(9.97) == "10 s"
     assert vqlib.book.duration(3 * 3600) == "3.0 h"
 
 

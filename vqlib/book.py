@@ -90,7 +90,9 @@ READS = {"09_all_bounds": ("ch02-kmeans", "ch02-vqvae", "ch04-main", "ch04-setti
 
 
 def duration(seconds: float) -> str:
-    """Seconds as a reader reads a run time: ``45 s``, ``12 min``, ``3.4 h``."""
+    """Seconds as a reader reads a run time: ``0.2 s``, ``45 s``, ``12 min``, ``3.4 h``."""
+    if seconds < 9.95:
+        return f"{seconds:.1f} s"
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 90 * 60:
