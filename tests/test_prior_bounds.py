@@ -8,7 +8,7 @@ import torch
 
 import vqlib
 from vqlib.bounds import latent_kl_terms
-from vqlib.prior_bounds import (EncoderRuns, encoder_loss, encoder_only_runs, kl_to_prior, leave_one_out_prior,
+from vqlib.prior_bounds import (EncoderRuns, LVResult, encoder_loss, encoder_only_runs, kl_to_prior, leave_one_out_prior,
                                 lv_summary, pair_kl_terms, smooth, swap_mixture_kl, train_reference,
                                 training_half_prior, uniform_kl)
 
@@ -292,6 +292,17 @@ def test_summary_is_certified_with_every_valid_prior(digits, reference):
     assert r.certified["held_out"] < 1.0  # betting on the control-variate gaps certifies something
     assert lv_summary(runs, confidence=None).certified == {}
     json.dumps(r.to_json())
+    # what a cached sweep stores and chapter 4 reads back: the same result, through JSON
+    back = LVResult.from_json(json.loads(json.dumps(r.to_json())))
+    assert back.to_json() == json.loads(json.dumps(r.to_json()))
+    stored = {k: v for k, v in r.to_json().items() if k != "rows"}
+    assert LVResult.from_json(stored).certified == r.certified and LVResult.from_json(stored).rows == []
+    with pytest.raises(ValueError, match="unknown fields \\['extra'\\]"):
+        LVResult.from_json({**stored, "extra": 1})
+    with pytest.raises(ValueError, match="missing fields \\['gap'\\]"):
+        LVResult.from_json({k: v for k, v in stored.items() if k != "gap"})
+    with pytest.raises(ValueError, match="data must be a dict"):
+        LVResult.from_json([1])
 
 
 def test_encoder_runs_is_exported():

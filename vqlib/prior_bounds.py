@@ -33,7 +33,7 @@ thousandths above its noise.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 
 import numpy as np
 import torch
@@ -425,6 +425,21 @@ class LVResult:
         return {k: getattr(self, k) for k in ("gap", "gap_sem", "gap_plain", "gap_plain_sem", "bounds", "invalid",
                                               "kl", "per_supersample", "config", "rows", "certified",
                                               "certified_kinds", "confidence", "certificate")}
+
+    @classmethod
+    def from_json(cls, data) -> "LVResult":
+        """The result that :meth:`to_json` wrote (chapter 4 reads the one its cached sweep stored
+        with :func:`vqlib.experiments.ch04_prior.summary_of`, which leaves out the per-pair
+        ``rows``: then ``rows`` is empty). An unknown or missing field is a ``ValueError``."""
+        if not isinstance(data, dict):
+            raise ValueError(f"data must be a dict written by LVResult.to_json, got {type(data).__name__}")
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(names))
+        missing = sorted(f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
+                         and f.name not in data and f.name != "rows")
+        if unknown or missing:
+            raise ValueError(f"data is not an LVResult: unknown fields {unknown}, missing fields {missing}")
+        return cls(**{"rows": [], **data})
 
 
 def _sem(values) -> float:
