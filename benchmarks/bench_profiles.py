@@ -97,6 +97,9 @@ def measure(name: str, quick: bool = True) -> dict:
         out["full_s"] = factor * (a + b * S)
         part = f"{knob} {s1} and {s2} of {S}" + "".join(f", {k} {v} of {_size(full[k])}" for k, v in fixed.items())
         out["full_basis"] = f"extrapolated from runs with {part} ({t1:.0f} s and {t2:.0f} s)"
+        if t2 <= 1.1 * t1 and t2 > 5:  # the knob's share is lost in the noise: the slope is not resolved
+            print(f"{name}: warning: {t1:.0f} s at {knob} {s1} and {t2:.0f} s at {s2}, so the growth with {knob} "
+                  "is below the noise; time it again at sizes further apart (SCALED)", flush=True)
     print(f"{name}: full {out['full_s'] / 60:.1f} min ({out['full_basis']})", flush=True)
     return out
 
