@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .quantize import LEARNED_BETA_RATE, kmeans_batched, nearest, precision_loss, sphere_distances, training_indices
+from .quantize import kmeans_batched, learned_beta, nearest, precision_loss, sphere_distances, training_indices
 
 __all__ = ["PARTS", "Adam", "Pass", "Stack", "part_of", "network", "batched_layers", "init_codebooks", "train",
            "evaluate", "train_models", "evaluate_models", "chunk_size_for"]
@@ -274,7 +274,7 @@ class Stack:
         if not q.learned_beta:
             return q.beta
         p = self.params["quantizer.beta_param"]
-        beta = torch.exp(LEARNED_BETA_RATE * p)
+        beta = learned_beta(p)
         return beta.reshape(-1, 1, 1) if p.dim() else beta
 
     def quantize(self, flat: Tensor, codes: Tensor, sampler) -> tuple[Tensor, Tensor | None]:
@@ -287,8 +287,7 @@ class Stack:
             return nearest(flat, codes), None
         with torch.no_grad():
             d = self.distances(flat, codes)
-            beta = self.betas()
-            probs = torch.softmax(-(beta.detach() if q.learned_beta else beta) * d, dim=-1)
+            probs = torch.softmax(-self.betas() * d, dim=-1)
         if sampler is None or isinstance(sampler, torch.Generator):
             idx = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=sampler).reshape(self.R, -1)
         else:
@@ -519,15 +518,14 @@ def evaluate(stack: Stack, points: Tensor, *, samplers=None, batch_size: int = 1
     losses, indices, probs = [], [], []
     for start in range(0, X.shape[1], batch_size):
         xb = X[:, start:start + batch_size].to(dev)
-        flat, d, idx, _, _, _, x_hat = stack.forward(xb, samplers)
-        losses.append((xb.reshape(R, xb.shape[1], -1) - x_hat).pow(2).mean(-1).cpu())
-        indices.append(idx.reshape(R, xb.shape[1], t.L).cpu())
+        p = stack.forward(xb, samplers)
+        losses.append((xb.reshape(R, xb.shape[1], -1) - p.x_hat).pow(2).mean(-1).cpu())
+        indices.append(p.idx.reshape(R, xb.shape[1], t.L).cpu())
         if posteriors:
-            if d is None:  # nearest: a point mass on the chosen code
-                post = F.one_hot(idx, t.K).to(flat.dtype)
+            if p.d is None:  # nearest: a point mass on the chosen code
+                post = F.one_hot(p.idx, t.K).to(p.flat.dtype)
             else:
-                beta = stack.betas()
-                post = torch.softmax(-(beta.detach() if t.quantizer.learned_beta else beta) * d, dim=-1)
+                post = torch.softmax(-stack.betas() * p.d, dim=-1)
             probs.append(post.reshape(R, xb.shape[1], t.L, t.K).cpu())
     out = (torch.cat(losses, 1), torch.cat(indices, 1))
     return (*out, torch.cat(probs, 1)) if posteriors else out

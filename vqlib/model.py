@@ -359,15 +359,10 @@ def receptive_fields(model: VQVAE, x) -> Tensor:
     was_training = model.training
     model.eval()
     try:
+        xr = x.clone().requires_grad_(True)
+        z = model.encode(xr)  # (N, L, D), one forward pass for every position
         maps = []
         for l in range(model.L):
-            xr = x.clone().requires_grad_(True)
-            z = model.encoder(xr if model.architecture == "conv" else xr.reshape(len(xr), -1))
-            if model.architecture == "conv":
-                z = z.permute(0, 2, 3, 1).reshape(len(xr), model.L, model.code_dim)
-            else:
-                z = z.reshape(len(xr), model.L, model.code_dim)
-            z = F.normalize(z, dim=-1)
             grads = [torch.autograd.grad(z[:, l, k].sum(), xr, retain_graph=True)[0].abs()
                      for k in range(model.code_dim)]
             maps.append(torch.stack(grads).sum(0).mean(0).sum(0))  # (H, W)

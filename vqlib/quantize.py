@@ -51,7 +51,7 @@ import numbers
 from ._checks import choice, positive_float, positive_int, real_number, unit_float
 
 __all__ = ["Quantized", "VectorQuantizer", "kmeans", "kmeans_batched", "nearest", "training_indices",
-           "precision_loss", "check_beta", "QUANTIZERS", "CODEBOOK_UPDATES", "DEFAULT_DECAY", "LEARNED_BETA_RATE"]
+           "learned_beta", "precision_loss", "check_beta", "QUANTIZERS", "CODEBOOK_UPDATES", "DEFAULT_DECAY", "LEARNED_BETA_RATE"]
 
 QUANTIZERS = ("nearest", "softmax")
 CODEBOOK_UPDATES = ("ema", "loss")  # "frozen" is set by VQVAE.freeze_codebook_and_decoder
@@ -141,6 +141,12 @@ def training_indices(z: Tensor, codes: Tensor, indices: Tensor, quantizer: str) 
     :func:`nearest`. :class:`VectorQuantizer` and the training engine both call this one rule.
     """
     return indices if quantizer == "nearest" else nearest(z, codes)
+
+
+def learned_beta(theta: Tensor) -> Tensor:
+    """A learned β from its parameter θ: exp(:data:`LEARNED_BETA_RATE` × θ), elementwise (chapter 6;
+    :class:`VectorQuantizer` and the training engine's stacked models)."""
+    return torch.exp(LEARNED_BETA_RATE * theta)
 
 
 def precision_loss(beta: Tensor, sq_distance: Tensor, code_dim: int) -> Tensor:
@@ -364,7 +370,7 @@ class VectorQuantizer(nn.Module):
     def beta_tensor(self) -> Tensor:
         """β as a tensor, with its gradient when learned (the training engine stacks it per model)."""
         if self.learned_beta:
-            return torch.exp(LEARNED_BETA_RATE * self.beta_param)
+            return learned_beta(self.beta_param)
         return torch.tensor(self._beta)
 
     @property
@@ -391,11 +397,10 @@ class VectorQuantizer(nn.Module):
             probs = F.one_hot(idx, self.K).to(z.dtype)
         else:
             d = sphere_distances(flat.detach(), codebook.detach())
-            beta = self.beta_tensor() if self.learned_beta else self._beta
-            probs = torch.softmax(-(beta.detach() if self.learned_beta else beta) * d, dim=1)
+            probs = torch.softmax(-self.beta * d, dim=1)  # a learned β's current value, no gradient
             idx = torch.multinomial(probs, 1, generator=generator).squeeze(1)
             if self.learned_beta and self.training and self.beta_param.requires_grad:
-                beta_loss = precision_loss(beta, d.gather(1, idx[:, None]).mean(), D)
+                beta_loss = precision_loss(self.beta_tensor(), d.gather(1, idx[:, None]).mean(), D)
         target = training_indices(flat.detach(), codebook.detach(), idx, self.quantizer)
         chosen = codebook[idx]
         # Straight-through: the value is exactly e_J (flat − flat.detach() is 0), the gradient

@@ -23,6 +23,8 @@ and the nearest-code reference's pool loss for comparison.
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from ..temperature import softmax_encoder_runs, temperature_summary, train_reference, with_temperature
@@ -68,7 +70,7 @@ def _compute(x, *, beta, K, L, n, hidden, reference_epochs, reference_lr, n_supe
     common = dict(K=K, L=L, hidden=hidden, epochs=reference_epochs, lr=reference_lr, train_seed=train_seed)
     reference = reference_model(x, beta=beta, **common)
     nearest = reference_model(x, **common)
-    _, pool = split_reference_pool(x)
+    x_ref, pool = split_reference_pool(x)
     runs = softmax_encoder_runs(pool, reference, n, supersample_seeds=list(range(n_supersamples)),
                                 n_masks=n_masks, steps=steps, lr=lr, train_seed=train_seed,
                                 sample_seed=sample_seed, n_samples=n_samples)
@@ -76,8 +78,8 @@ def _compute(x, *, beta, K, L, n, hidden, reference_epochs, reference_lr, n_supe
     pools = dict(scratch_pool_loss=_pool_loss(reference, pool, sample_seed),
                  tempered_pool_loss=_pool_loss(with_temperature(nearest, beta), pool, sample_seed),
                  nearest_pool_loss=_pool_loss(nearest, pool, sample_seed),
-                 mean_image_loss=float(((pool - split_reference_pool(x)[0].mean(0)) ** 2).mean()))
-    examples = reconstruction_examples(with_temperature(reference, beta), pool, sample_seed=sample_seed)  # a copy
+                 mean_image_loss=float(((pool - x_ref.mean(0)) ** 2).mean()))
+    examples = reconstruction_examples(reference, pool, sample_seed=sample_seed)
     return [dict(row, reference="scratch", **pools, examples=examples) for row in rows]
 
 
@@ -100,7 +102,9 @@ def reconstruction_examples(model, pool, *, n_images: int = 4, n_draws: int = 2,
     """The first ``n_images`` pool digits, then ``n_draws`` reconstructions of each with
     sampled LVs (the frozen reference at the job's β): a nested list (1 + n_draws, n_images, H, W)."""
     x = pool[:n_images].cpu()
-    model = model.cpu()  # a CPU generator draws the LVs, so the images are the same on every device
+    # on a CPU copy (the cached reference stays where it is): a CPU generator draws the LVs, so the
+    # images are the same on every device
+    model = copy.deepcopy(model).cpu()
     gen = torch.Generator().manual_seed(sample_seed)
     with torch.no_grad():
         draws = [model(x, generator=gen).x_hat for _ in range(n_draws)]
