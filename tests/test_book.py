@@ -194,6 +194,14 @@ def test_profile_note_says_how_to_ask_for_the_full_profile(path, monkeypatch):
     assert "not timed" not in note and "has not been timed" not in note, note
 
 
+def test_the_sweeps_chapter_9_reads_are_the_ones_its_cost_note_counts():
+    # vqlib.book.READS is written by hand: it must name exactly what the notebook reads
+    nb = nbformat.read(ROOT / "chapters" / "09_all_bounds.ipynb", as_version=4)
+    source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    read = set(re.findall(r'experiments\.get\("([^"]+)"\)', source))
+    assert read and read == set(vqlib.book.READS["09_all_bounds"])
+
+
 def test_every_sweep_has_a_measured_cost():
     from vqlib.experiments.costs import COSTS
 
