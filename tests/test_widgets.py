@@ -442,3 +442,165 @@ def test_widget_images_use_the_book_resolution():
     image = Image.open(io.BytesIO(panel.images[(2,)]))
     assert round(image.info["dpi"][0]) == DPI
     assert image.size[0] <= 2 * DPI + 25  # bbox "tight": the figure plus its 0.1 in padding
+
+
+# ---------------------------------------------------------------- frame cache
+
+
+@pytest.fixture
+def shell(tmp_path, monkeypatch):
+    """A real IPython shell (its ``In`` records the cells it runs), with the cache in tmp_path."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    monkeypatch.setenv("VQLIB_CACHE", str(tmp_path / "cache"))
+    sh = InteractiveShell.instance()
+    yield sh
+    InteractiveShell.clear_instance()
+
+
+PANEL_CELLS = [
+    "import vqlib.widgets as W\ncalls = []\n",
+    "def draw(ax, K):\n    calls.append(K)\n    ax.set_title(f'K = {K}')\n",
+    "panel = W.sweep_panel(W.axes_renderer(draw), {'K': [2, 8, 32]}, dpi=30)\n",
+]
+
+
+def run_cells(sh, cells):
+    for cell in cells:
+        result = sh.run_cell(cell, store_history=True)
+        result.raise_error()
+    return sh.user_ns
+
+
+def fresh_kernel(sh):
+    """Forget the cells run so far, as a new kernel would."""
+    sh.reset(new_session=True)
+    sh.user_ns["In"][:] = [""]
+
+
+def frame_files(tmp_path):
+    return sorted((tmp_path / "cache" / "frames").glob("*.png"))
+
+
+def test_a_rerun_kernel_reads_every_frame_back(shell, tmp_path):
+    ns = run_cells(shell, PANEL_CELLS)
+    first = ns["panel"].images
+    assert ns["calls"] == [2, 8, 32] and len(frame_files(tmp_path)) == 3
+    fresh_kernel(shell)
+    ns = run_cells(shell, PANEL_CELLS)
+    assert ns["calls"] == []  # nothing drawn
+    assert ns["panel"].images == first
+
+
+def test_any_change_to_the_cells_run_so_far_draws_again(shell, tmp_path):
+    run_cells(shell, PANEL_CELLS)
+    fresh_kernel(shell)
+    changed = [PANEL_CELLS[0], PANEL_CELLS[1].replace("K = {K}", "codes: {K}"), PANEL_CELLS[2]]
+    ns = run_cells(shell, changed)
+    assert ns["calls"] == [2, 8, 32] and len(frame_files(tmp_path)) == 6
+    fresh_kernel(shell)  # an extra cell before the panel is a change too
+    ns = run_cells(shell, [*PANEL_CELLS[:2], "x = 1\n", PANEL_CELLS[2]])
+    assert ns["calls"] == [2, 8, 32]
+
+
+def test_two_panels_of_one_cell_keep_their_own_frames(shell):
+    cell = ("a = W.sweep_panel(W.axes_renderer(draw), {'K': [2, 8]}, dpi=30)\n"
+            "b = W.sweep_panel(W.axes_renderer(lambda ax, K: draw(ax, K + 1)), {'K': [2, 8]}, dpi=30)\n")
+    cells = [*PANEL_CELLS[:2], cell]
+    ns = run_cells(shell, cells)
+    assert ns["calls"] == [2, 8, 3, 9]
+    drawn = (ns["a"].images, ns["b"].images)
+    assert drawn[0] != drawn[1]
+    fresh_kernel(shell)
+    ns = run_cells(shell, cells)
+    assert ns["calls"] == [] and (ns["a"].images, ns["b"].images) == drawn
+
+
+def test_a_corrupt_frame_is_drawn_again_with_a_warning(shell, tmp_path):
+    from vqlib.cache import CacheWarning
+
+    ns = run_cells(shell, PANEL_CELLS)
+    first = ns["panel"].images
+    victim = frame_files(tmp_path)[0]
+    victim.write_bytes(b"not an image")
+    fresh_kernel(shell)
+    with pytest.warns(CacheWarning, match="not a png image"):
+        ns = run_cells(shell, PANEL_CELLS)
+    assert len(ns["calls"]) == 1 and ns["panel"].images == first
+    assert victim.with_name(victim.name + ".corrupt").exists()
+
+
+def test_frames_are_drawn_when_the_cache_is_off_or_not_asked_for(shell, monkeypatch):
+    run_cells(shell, PANEL_CELLS)
+    fresh_kernel(shell)
+    ns = run_cells(shell, [*PANEL_CELLS[:2], PANEL_CELLS[2].replace("dpi=30", "dpi=30, cache=False")])
+    assert ns["calls"] == [2, 8, 32]
+    fresh_kernel(shell)
+    monkeypatch.setenv("VQLIB_CACHE", "off")
+    ns = run_cells(shell, PANEL_CELLS)
+    assert ns["calls"] == [2, 8, 32]
+
+
+def test_outside_a_kernel_every_frame_is_drawn(tmp_path, monkeypatch):
+    from vqlib.frames import frame_context
+
+    monkeypatch.setenv("VQLIB_CACHE", str(tmp_path))
+    assert frame_context() is None
+    calls = []
+    for _ in range(2):
+        sweep_panel(axes_renderer(lambda ax, K: calls.append(K)), ONE, dpi=30)
+    assert calls == [2, 8, 32, 2, 8, 32] and not (tmp_path / "frames").exists()
+
+
+def test_an_unwritable_cache_draws_with_one_warning(shell, tmp_path, monkeypatch):
+    from vqlib.cache import CacheWarning
+
+    blocked = tmp_path / "file"
+    blocked.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("VQLIB_CACHE", str(blocked))
+    with pytest.warns(CacheWarning, match="could not be written") as record:
+        ns = run_cells(shell, PANEL_CELLS)
+    assert ns["calls"] == [2, 8, 32] and len([w for w in record if "could not be written" in str(w.message)]) == 1
+
+
+FIGURE_CELLS = [
+    "import matplotlib.pyplot as plt\nimport vqlib\nvqlib.plots.use_book_style()\ndrawn = []\n",
+    "def show(title):\n    fig, ax = plt.subplots()\n    ax.set_title(title)\n"
+    "    fig.canvas.mpl_connect('draw_event', lambda event: drawn.count(title) or drawn.append(title))\n"
+    "    return fig\n",
+    "a, b = show('first'), show('second')\npng = [get_ipython().display_formatter.format(f)[0]['image/png'] "
+    "for f in (a, b)]\n",
+]
+
+
+@pytest.fixture
+def inline_shell(shell):
+    """The shell with the PNG formatter for figures that the inline backend registers."""
+    from IPython.core.pylabtools import select_figure_formats
+
+    select_figure_formats(shell, {"png"}, bbox_inches="tight")
+    return shell
+
+
+def test_figures_a_rerun_kernel_would_draw_the_same_are_read_back(inline_shell, tmp_path):
+    ns = run_cells(inline_shell, FIGURE_CELLS)
+    assert ns["drawn"] == ["first", "second"]
+    first = ns["png"]
+    assert first[0] != first[1] and all(first)
+    fresh_kernel(inline_shell)
+    ns = run_cells(inline_shell, FIGURE_CELLS)
+    assert ns["drawn"] == [] and ns["png"] == first  # nothing rendered, the same images
+    fresh_kernel(inline_shell)
+    ns = run_cells(inline_shell, [*FIGURE_CELLS[:2], FIGURE_CELLS[2].replace("'second'", "'third'")])
+    assert ns["drawn"] == ["first", "third"]
+
+
+def test_figures_are_not_cached_without_the_book_style_or_off_the_cache(inline_shell, monkeypatch):
+    cells = [FIGURE_CELLS[0].replace("vqlib.plots.use_book_style()\n", ""), *FIGURE_CELLS[1:]]
+    for _ in range(2):
+        fresh_kernel(inline_shell)
+        assert run_cells(inline_shell, cells)["drawn"] == ["first", "second"]
+    monkeypatch.setenv("VQLIB_CACHE", "off")
+    for _ in range(2):
+        fresh_kernel(inline_shell)
+        assert run_cells(inline_shell, FIGURE_CELLS)["drawn"] == ["first", "second"]

@@ -55,7 +55,7 @@ def cache_dir() -> Path | None:
 
 # Modules that present results but never compute them, as paths under vqlib/: editing them keeps
 # the cache (experiments/costs.py holds the measured run times the setup cells print).
-PRESENTATION_ONLY = frozenset({"__main__.py", "cli.py", "book.py", "plots.py", "widgets.py",
+PRESENTATION_ONLY = frozenset({"__main__.py", "cli.py", "book.py", "frames.py", "plots.py", "widgets.py",
                                "experiments/costs.py"})
 
 

@@ -19,18 +19,25 @@ trait of a ``SelectionSlider``. Jupyter Book embeds the widget state in the page
 so the browser switches images with no Python running. Two controls give nested
 stacks: the outer stack follows the first slider, every inner stack the second.
 Where ipywidgets has no ``Stack`` (version 7), a ``Tab`` takes its place.
+
+Frames are cached (:mod:`vqlib.frames`): a chapter executed again in a fresh kernel reads
+each frame back from ``$VQLIB_CACHE/frames`` instead of drawing it, when nothing that could
+change it has changed. Outside an IPython kernel every frame is drawn.
 """
 
 from __future__ import annotations
 
 import io
 import itertools
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 
+from .cache import CacheWarning
+from .frames import frame_path, read_frame, write_frame
 from .plots import BOOK_WIDTH, DPI, figure_legend
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -125,6 +132,25 @@ def _detached_figure(figsize: tuple[float, float]) -> Figure:
     fig = plt.figure(figsize=figsize, layout="constrained")
     plt.close(fig)
     return fig
+
+
+def _frames(render: Render, grid: dict[str, list[Any]], fmt: str, dpi: int, cache: bool) -> dict[tuple, bytes]:
+    """Every frame of a panel, read from the image cache (:mod:`vqlib.frames`) where it holds
+    them, else drawn (and stored)."""
+    settings = _settings(grid)
+    paths = [frame_path("widget frame", fmt, getattr(render, "__name__", ""), repr(grid), dpi, repr(s))
+             for s in settings] if cache else [None] * len(settings)
+    images, unwritable = {}, False
+    for s, path in zip(settings, paths):
+        data = read_frame(path, fmt)
+        if data is None:
+            data = _to_bytes(render(**s), fmt=fmt, dpi=dpi, setting=s)
+            if path is not None and not unwritable and not write_frame(path, data):
+                unwritable = True
+                warnings.warn(f"widget frames could not be written to {path.parent}; drawn without caching",
+                              CacheWarning, stacklevel=3)
+        images[_key(s)] = data
+    return images
 
 
 def _image(data: bytes, fmt: str) -> widgets.Image:
@@ -227,6 +253,7 @@ def sweep_panel(
     dpi: int = DPI,
     fmt: str = "png",
     description: str | None = None,
+    cache: bool = True,
 ) -> SweepPanel:
     """Sliders over ``grid`` that switch precomputed figures, with or without a kernel.
 
@@ -256,14 +283,14 @@ def sweep_panel(
         a 6.7 × 3 inch figure is a PNG of roughly 20–50 kB.
     description
         Optional HTML shown above the sliders.
+    cache
+        Read frames from the image cache and store new ones (:mod:`vqlib.frames`);
+        ``False`` draws every frame.
     """
     if fmt not in _IMAGE_FORMATS:
         raise ValueError(f"fmt must be one of {sorted(_IMAGE_FORMATS)}, got {fmt!r}")
     grid = _check_grid(grid)
-    images = {
-        _key(s): _to_bytes(render(**s), fmt=fmt, dpi=dpi, setting=s)
-        for s in _settings(grid)
-    }
+    images = _frames(render, grid, fmt, dpi, cache)
     sliders = {name: _slider(name, values, titles) for name, values in grid.items()}
     outer, inner = _build_stacks(grid, images, fmt, titles)
     first, last = sliders[next(iter(grid))], sliders[list(grid)[-1]]
