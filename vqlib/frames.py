@@ -170,9 +170,15 @@ def cache_figures() -> bool:
     shell = _shell()
     if shell is None or not hasattr(shell, "display_formatter"):
         return False
+    import matplotlib
+    import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
 
     png = shell.display_formatter.formatters["image/png"]
+    if Figure not in png.type_printers and not plt.get_fignums():
+        # matplotlib loads the kernel's backend, which registers its formatter, at the first
+        # figure: load it now (switching closes every figure, so only while there is none)
+        plt.switch_backend(matplotlib.get_backend())
     try:
         draw = png.lookup_by_type(Figure)
     except KeyError:  # no inline backend: figures are not shown as PNG here
