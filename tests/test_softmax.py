@@ -115,7 +115,7 @@ def test_fit_ensemble_trains_a_learned_beta_as_fit_does(digits):
             assert (va.double() - vb.double()).abs().max().item() <= 1e-5, name
 
 
-@pytest.mark.parametrize("beta", [0, -1.0, float("nan"), float("inf"), "learnd", "Learned", None, True])
+@pytest.mark.parametrize("beta", [0, -1.0, float("nan"), float("inf"), 10 ** 400, "learnd", "Learned", None, True])
 def test_bad_beta_is_refused_naming_it_and_the_choices(beta):
     with pytest.raises(ValueError, match=r"beta.*'learned'"):
         vqlib.VQVAE((1, 8, 8), 4, 2, quantizer="softmax", beta=beta)

@@ -45,9 +45,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-import math
-import numbers
-
 from ._checks import choice, positive_float, positive_int, real_number, unit_float
 
 __all__ = ["Quantized", "VectorQuantizer", "kmeans", "kmeans_batched", "nearest", "training_indices",
@@ -76,10 +73,10 @@ def check_beta(beta, quantizer: str = "softmax"):
         raise ValueError(f"beta must be a finite number > 0 or 'learned', got {beta!r}")
     if quantizer != "softmax":
         return real_number(beta, "beta")
-    if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not math.isfinite(float(beta)) \
-            or float(beta) <= 0:
-        raise ValueError(f"beta must be a finite number > 0 or 'learned', got {beta!r}")
-    return float(beta)
+    try:
+        return positive_float(beta, "beta")
+    except ValueError:
+        raise ValueError(f"beta must be a finite number > 0 or 'learned', got {beta!r}") from None
 
 
 @dataclass
