@@ -11,7 +11,7 @@ CPU. Elsewhere (scripts, tests, a GPU, ``VQLIB_CACHE=off``) every image is drawn
 
 Each image is one file, written to a temporary file and renamed into place; a file that
 is not an image of its format is reported (:class:`vqlib.cache.CacheWarning`), moved aside
-and drawn again.
+and drawn again, and a folder that cannot be written is reported once.
 """
 from __future__ import annotations
 
@@ -142,19 +142,26 @@ def read_frame(path: Path | None, fmt: str) -> bytes | None:
     return None
 
 
-def write_frame(path: Path | None, data: bytes) -> bool:
-    """Store an image (a temporary file renamed into place); False when the folder cannot be written."""
-    if path is None:
-        return False
+def write_frame(path: Path | None, data: bytes) -> None:
+    """Store an image (a temporary file renamed into place). A folder that cannot be written is
+    reported once (:class:`vqlib.cache.CacheWarning`); the image is then simply not cached."""
+    from .cache import CacheWarning
+
+    if path is None or path.parent in _UNWRITABLE:
+        return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".frame-")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
-        return True
-    except OSError:
-        return False
+    except OSError as error:
+        _UNWRITABLE.add(path.parent)
+        warnings.warn(f"images could not be written to {path.parent} ({error}); they are drawn without caching",
+                      CacheWarning, stacklevel=3)
+
+
+_UNWRITABLE: set[Path] = set()  # folders already reported as unwritable
 
 
 def cache_figures() -> bool:
@@ -189,16 +196,14 @@ def cache_figures() -> bool:
     settings, as_text = repr(sorted(keywords.items())), bool(keywords.get("base64"))
 
     def cached_png(fig):
-        from .cache import CacheWarning
-
         path = frame_path("figure", "png", settings)
         data = read_frame(path, "png")
         if data is not None:
             return base64.b64encode(data).decode("ascii") if as_text else data
         shown = draw(fig)
         data = base64.b64decode(shown) if as_text and isinstance(shown, str) else shown
-        if isinstance(data, bytes) and path is not None and not write_frame(path, data):
-            warnings.warn(f"figures could not be cached in {path.parent}", CacheWarning, stacklevel=2)
+        if isinstance(data, bytes):
+            write_frame(path, data)
         return shown
 
     cached_png.vqlib_cached = True

@@ -55,17 +55,17 @@ BOOK_RC = {
 def use_book_style() -> None:
     """Set the book's figure style (:data:`BOOK_RC`); every chapter's setup cell calls it.
 
-    pyplot is imported first, so that a notebook's inline backend, set up on that import,
-    cannot override the style afterwards. In a kernel the figures it displays are then
-    cached as images (:func:`vqlib.frames.cache_figures`).
+    In a kernel the notebook's backend is loaded first (matplotlib would load it at the first
+    figure, and the inline backend applies its own settings then), so it cannot override the
+    style afterwards, and the figures it displays are cached as images
+    (:func:`vqlib.frames.cache_figures`).
     """
     import matplotlib
-    import matplotlib.pyplot  # noqa: F401  (activates the notebook backend before the style)
 
     from .frames import cache_figures
 
-    matplotlib.rcParams.update(BOOK_RC)
     cache_figures()  # in a kernel: figures a later run would draw the same are read back
+    matplotlib.rcParams.update(BOOK_RC)
 
 
 def figure(height: float = 3.2, ncols: int = 1, nrows: int = 1, *, width: float = BOOK_WIDTH,

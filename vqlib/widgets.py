@@ -29,14 +29,12 @@ from __future__ import annotations
 
 import io
 import itertools
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 
-from .cache import CacheWarning
 from .frames import frame_path, read_frame, write_frame
 from .plots import BOOK_WIDTH, DPI, figure_legend
 from matplotlib.axes import Axes
@@ -140,15 +138,12 @@ def _frames(render: Render, grid: dict[str, list[Any]], fmt: str, dpi: int, cach
     settings = _settings(grid)
     paths = [frame_path("widget frame", fmt, getattr(render, "__name__", ""), repr(grid), dpi, repr(s))
              for s in settings] if cache else [None] * len(settings)
-    images, unwritable = {}, False
+    images = {}
     for s, path in zip(settings, paths):
         data = read_frame(path, fmt)
         if data is None:
             data = _to_bytes(render(**s), fmt=fmt, dpi=dpi, setting=s)
-            if path is not None and not unwritable and not write_frame(path, data):
-                unwritable = True
-                warnings.warn(f"widget frames could not be written to {path.parent}; drawn without caching",
-                              CacheWarning, stacklevel=3)
+            write_frame(path, data)
         images[_key(s)] = data
     return images
 
