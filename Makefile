@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml requirements-book.txt
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first and alone: 2.13.0 is the local CPU wheel on these machines
 	$(BIN)/python -m pip install -q torch==2.13.0
-	# the [distributed] extra (Dask) runs sweeps on several processes or machines; tested here
-	$(BIN)/python -m pip install -q -r requirements-book.txt -e ".[distributed]"
+	# the [book] extra (matplotlib, ipywidgets) draws the chapters; [distributed] (Dask) runs sweeps
+	# on several processes or machines; both tested here
+	$(BIN)/python -m pip install -q -r requirements-book.txt -e ".[book,distributed]"
 	touch $(STAMP)
 
 book: $(STAMP)

@@ -10,7 +10,7 @@ What is timed (one call each, best of several repeats, wall clock of this proces
 * ``dv_cosh_bound(I, values)``: the cosh bound alone on m values;
 * ``kl_inverse_upper(q, c)``: m kl inverses at once (vectorised bisection);
 * ``test_set_bound(losses)``: the held-out bound on m test losses;
-* ``certify``: chapter 2's certified bounds (the core of :func:`vqlib.certify.certify`,
+* ``certify``: chapter 2's certified bounds (the core of :func:`vqlib.bounds.certify`,
   without the "how many masks" advice) from m runs: 4 supersamples of m/4 masks, n = 16;
 * ``vqlib.w2(x, y)``: exact 2-Wasserstein distance between two samples of m digits each
   (64 dimensions), POT's network simplex.
@@ -33,8 +33,8 @@ import torch
 
 import vqlib
 from vqlib.bounds import dv_cosh_bound, latent_kl_terms, pair_terms
-from vqlib.certify import _certify
-from vqlib.information import kl_inverse_upper, plugin_mi, test_set_bound
+from vqlib.bounds.certificates import _certify
+from vqlib.bounds import kl_inverse_upper, plugin_mi, test_set_bound
 
 
 def best_time(fn, min_total: float = 0.2, max_repeat: int = 50) -> float:
@@ -54,7 +54,7 @@ def exponent(sizes, times) -> float:
 
 def w2_function():
     try:
-        from vqlib.w2 import w2
+        from vqlib.bounds import w2
 
         return w2, "vqlib.w2"
     except ImportError:  # before vqlib.w2 existed: POT's exact solver directly

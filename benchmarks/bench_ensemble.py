@@ -16,7 +16,7 @@ batch 64, learning rate 2e-3, digits):
 The R training sets are training halves of supersamples (8 masks per supersample) or, when
 2n exceeds the data, R random subsets of n digits, drawn as :func:`vqlib.run_supersample`
 draws them. "One by one" is ``vqlib.fit`` per model; "ensemble" is
-``vqlib.ensemble.fit_ensemble`` on all R (the training engine, :mod:`vqlib.engine`). Both are
+``vqlib.models.fit_ensemble`` on all R (the training engine, :mod:`vqlib.models.engine`). Both are
 timed after a warm-up that pays the one-time imports, best of ``--repeat`` runs, wall clock
 and CPU time of this process, and the weights of the two are compared.
 
@@ -48,8 +48,8 @@ import time
 import torch
 
 import vqlib
-from vqlib.ensemble import fit_ensemble
-from vqlib.supersample import draw_mask, make_supersample, split
+from vqlib.models import fit_ensemble
+from vqlib.bounds import draw_mask, make_supersample, split
 
 SETTINGS = {
     "quick": dict(R=32, n=16, K=8, L=4, hidden=32, epochs=30, batch_size=64, lr=2e-3, seed=0),

@@ -14,7 +14,7 @@ For every registered sweep (or the ones named on the command line):
 Training cost is linear in epochs, steps, masks and seeds (the training engine trains models
 in chunks of fixed size), so the extrapolation is linear; where a part of the cost is not
 (W2, exact enumeration) the knob chosen leaves that part in the intercept. The figures
-written to ``vqlib/experiments/costs.py`` (``--write``) are what every chapter's setup cell
+written to ``vqlib/book/costs.py`` (``--write``) are what every chapter's setup cell
 prints and what teaching.md quotes. Run from the repository root, one thread:
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_profiles.py [--write] [--skip-quick] [NAME ...]
@@ -31,10 +31,10 @@ from pathlib import Path
 
 import torch
 
-from vqlib import experiments
+from vqlib import sweeps
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "vqlib" / "experiments" / "costs.py"
+OUT = ROOT / "vqlib" / "book" / "costs.py"
 
 #: Full sweeps timed whole.
 DIRECT = ("ch01-model", "ch06-learned")
@@ -69,7 +69,7 @@ def _value(default, size: int):
 
 
 def _timed(sweep, profile: str, overrides: dict) -> tuple[float, float]:
-    from vqlib.experiments import ch06_temperature
+    from vqlib.sweeps import ch06_temperature
 
     ch06_temperature._REFERENCES.clear()  # every timed run trains its own references, as a cold chapter does
     t0, c0 = time.perf_counter(), time.process_time()
@@ -78,7 +78,7 @@ def _timed(sweep, profile: str, overrides: dict) -> tuple[float, float]:
 
 
 def measure(name: str, quick: bool = True) -> dict:
-    sweep = experiments.get(name)
+    sweep = sweeps.get(name)
     out = dict(name=name, chapter=sweep.chapter)
     if quick:
         out["quick_s"], out["quick_cpu_s"] = _timed(sweep, "quick", {})
@@ -140,10 +140,10 @@ MACHINE = f"{os.cpu_count()} CPU cores ({platform.machine()}), torch {torch.__ve
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="sweeps to measure (default: all)")
-    parser.add_argument("--write", action="store_true", help="write the figures to vqlib/experiments/costs.py")
+    parser.add_argument("--write", action="store_true", help="write the figures to vqlib/book/costs.py")
     parser.add_argument("--skip-quick", action="store_true", help="measure the full profile only")
     args = parser.parse_args()
-    names = args.names or list(experiments.all_sweeps())
+    names = args.names or list(sweeps.all_sweeps())
     print(f"{MACHINE}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}; {datetime.datetime.now():%Y-%m-%d %H:%M}")
     results = []
     for name in names:

@@ -6,7 +6,7 @@ images' mean, scored on the test images), after training on the digits' training
 
 * ``softmax``: K = 64, L = 4, 40 epochs. The softmax quantizer trained from scratch at β, against
   the nearest-code model trained alike and then given the softmax quantizer at β
-  (``vqlib.temperature.with_temperature``), and the nearest-code model itself; β = "learned"
+  (``vqlib.studies.temperature.with_temperature``), and the nearest-code model itself; β = "learned"
   too, with its final β and used fraction. Test losses of a softmax model draw its codes
   (evaluation seed 0), as the chapters do.
 * ``conv``: the convolutional VQ-VAE at L = 16 (4 × 4 grid) against the MLP at L = 16, K = 64:
@@ -21,7 +21,7 @@ import argparse
 import numpy as np
 
 import vqlib
-from vqlib.temperature import with_temperature
+from vqlib.studies.temperature import with_temperature
 
 
 def data():
@@ -32,7 +32,7 @@ def data():
 
 
 def relative(model, x_test, mean_image) -> float:
-    return vqlib.evaluate(model, x_test, seed=0)["loss"] / mean_image
+    return vqlib.model_summary(model, x_test, seed=0)["loss"] / mean_image
 
 
 def softmax_part(seeds, epochs=40, K=64, L=4, betas=(3.0, 30.0, 200.0)) -> None:
@@ -52,7 +52,7 @@ def softmax_part(seeds, epochs=40, K=64, L=4, betas=(3.0, 30.0, 200.0)) -> None:
         vqlib.fit(m, x_train, epochs=epochs, train_seed=s)
         learned.append(relative(m, x_test, mean_image))
         learned_beta.append(m.beta)
-        learned_used.append(vqlib.evaluate(m, x_test, seed=0)["used_fraction"])
+        learned_used.append(vqlib.model_summary(m, x_test, seed=0)["used_fraction"])
 
     def ms(v):
         return f"{np.mean(v):.3f} ± {np.std(v, ddof=1) if len(v) > 1 else 0:.3f}"

@@ -1,7 +1,7 @@
 """Hostile and unusual input to the library (issue 15): each case gives a clear ValueError
 naming the bad value, or a correct result; never a silent NaN or a wrong number.
 
-The command line's cases are in tests/test_cli.py, the cache's in tests/test_cache.py.
+The command line's cases are in tests/book/test_cli.py, the cache's in tests/sweeps/test_cache.py.
 """
 import math
 import warnings
@@ -12,7 +12,7 @@ import torch
 
 import vqlib
 from vqlib.bounds import latent_kl_terms, pair_terms
-from vqlib.ensemble import fit_ensemble
+from vqlib.models import fit_ensemble
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +201,7 @@ def test_a_codebook_far_larger_than_the_data_warns(x):
     lambda m, x: vqlib.fit(m, x, epochs=1),
     lambda m, x: vqlib.reconstruction_loss(m, x),
     lambda m, x: vqlib.encode_indices(m, x),
-    lambda m, x: vqlib.evaluate(m, x),
+    lambda m, x: vqlib.model_summary(m, x),
     lambda m, x: vqlib.generate(m, 2),
 ])
 def test_a_model_that_is_not_a_vqvae_is_named(x, call):

@@ -2,8 +2,8 @@
 clear ValueError naming the argument or a result that satisfies the function's invariants.
 
 Bounds (vqlib.bounds) are ≥ 0 and monotone where proved; information measures
-(vqlib.information) are ≥ 0 and at most the log of the alphabet; W2 (vqlib.w2) is symmetric,
-≥ 0 and 0 on identical samples; priors (vqlib.priors) are normalised laws whose KLs are ≥ 0;
+(vqlib.bounds.information) are ≥ 0 and at most the log of the alphabet; W2 (vqlib.w2) is symmetric,
+≥ 0 and 0 on identical samples; priors (vqlib.models.priors) are normalised laws whose KLs are ≥ 0;
 the shared argument checks (vqlib._checks) return valid values or refuse. The examples
 are deterministic (the "ci" profile of tests/conftest.py).
 """
@@ -17,9 +17,11 @@ import pytest
 from hypothesis import given, strategies as st
 
 import vqlib
-from vqlib import _checks, information as info
+from vqlib.bounds import held_out
+from vqlib.bounds import information as info
+from vqlib import _checks
 from vqlib.bounds import dv_cosh_bound, latent_kl_terms, pair_terms
-from vqlib.priors import AggregatedPrior, MarkovPrior, UniformPrior
+from vqlib.models import AggregatedPrior, MarkovPrior, UniformPrior
 
 LOG2 = math.log(2)
 TOL = 1e-9
@@ -239,7 +241,7 @@ def test_binary_kl_and_its_inverses(q, c):
        st.floats(0.001, 0.5))
 def test_test_set_bound_is_monotone_and_below_hoeffding(losses, d1, d2):
     small, large = sorted((d1, d2))
-    tight, loose = info.test_set_bound(losses, delta=large), info.test_set_bound(losses, delta=small)
+    tight, loose = held_out.test_set_bound(losses, delta=large), held_out.test_set_bound(losses, delta=small)
     for b in (tight, loose):
         assert b["mean"] - TOL <= b["kl_inverse"] <= min(1.0, b["hoeffding"]) + 1e-9  # Pinsker: kl below Hoeffding
     assert tight["kl_inverse"] <= loose["kl_inverse"] + 1e-9  # smaller δ, larger bound

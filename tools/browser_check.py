@@ -21,7 +21,7 @@ Steps:
    page it asserts: math typeset by MathJax (no raw TeX left, no MathJax errors), every
    local image loaded, every embedded widget view rendered, every local link and
    ``#anchor`` resolving, no failed local request and no uncaught script error; for
-   every panel with sliders (``vqlib.widgets.sweep_panel``) it walks every slider with
+   every panel with sliders (``vqlib.book.widgets.sweep_panel``) it walks every slider with
    the arrow keys through all settings, asserting that each move shows a different
    image (compared by content hash) and that moving back shows the same image again.
    Readability, at 1280 × 800: no display equation, inline equation or table wider

@@ -14,7 +14,7 @@ chapter's plain notebook, ``colab/chapters/NN_topic.ipynb``, written by
 so the book folds it away). On Colab the setup cell installs `vqlib` at the pinned
 commit, never at a moving branch, keeps the quick profile unless the reader asks for the
 full one, and prints what the full profile would compute. After committing a change to
-``vqlib/`` or ``pyproject.toml``, run ``--pin`` and commit again: ``tests/test_book.py``
+``vqlib/`` or ``pyproject.toml``, run ``--pin`` and commit again: ``tests/book/test_book.py``
 fails while the pinned commit's library differs from the committed one.
 """
 from __future__ import annotations
@@ -93,9 +93,9 @@ elif FULL_PROFILE:
 
 import vqlib
 
-vqlib.plots.use_book_style()       # the book's figure style: drawn at the size shown
-DEVICE = vqlib.default_device()    # CUDA when present, else CPU; VQLIB_DEVICE overrides
-PROFILE = vqlib.current_profile()  # "quick" on CI, on Colab or without a GPU; VQLIB_PROFILE overrides
+vqlib.book.plots.use_book_style()         # the book's figure style: drawn at the size shown
+DEVICE = vqlib.default_device()           # CUDA when present, else CPU; VQLIB_DEVICE overrides
+PROFILE = vqlib.sweeps.current_profile()  # "quick" on CI, on Colab or without a GPU; VQLIB_PROFILE overrides
 print(f"vqlib {{vqlib.__version__}} on {{DEVICE}}, {{PROFILE}} profile"){note}'''
 
 

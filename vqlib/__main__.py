@@ -1,6 +1,6 @@
-"""``python -m vqlib``: run the book's sweeps headless (see :mod:`vqlib.cli`)."""
+"""``python -m vqlib``: run the book's sweeps headless (see :mod:`vqlib.book.cli`)."""
 import sys
 
-from .cli import main
+from .book.cli import main
 
 sys.exit(main())

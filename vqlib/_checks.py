@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+import warnings
 
 import numpy as np
 
@@ -47,14 +49,13 @@ def renamed(new_value, old_value, new: str, old: str, where: str, default=None):
 
     The book names every seed after what it draws (``train_seed`` for one model,
     ``train_seeds`` for one per model, ``supersample_seeds``, ``mask_seeds``, ...); the old
-    names of :func:`vqlib.fit`, :func:`vqlib.ensemble.fit_ensemble` and
+    names of :func:`vqlib.fit`, :func:`vqlib.models.fit_ensemble` and
     :func:`vqlib.run_supersample` still work for one release, with a ``DeprecationWarning``.
     ``old_value`` None means the old name was not used; both names with different values
     are a ``ValueError``.
     """
     if old_value is None:
         return new_value
-    import warnings
 
     warnings.warn(f"{where}({old}=...) is deprecated and will be removed in the next release; use {new}=...",
                   DeprecationWarning, stacklevel=3)
@@ -196,7 +197,6 @@ def distributions(value, name: str, *, ndim: int | None = None, atol: float = PR
 
 def memory_bytes() -> int | None:
     """This machine's physical memory in bytes, or None where the system does not say."""
-    import os
 
     try:
         return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))

@@ -288,7 +288,7 @@ def _synthetic(
 
 
 def _digits(split: str) -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # scikit-learn loads slowly: only for the digits
 
     digits = load_digits()
     x = (digits.images / 16.0).astype(np.float32)[:, None]
@@ -362,7 +362,7 @@ def _load_files(key: str, base: Path, split: str, download: bool) -> tuple[np.nd
 
 def _download(key: str, base: Path, split: str, message: str) -> None:
     try:
-        import torchvision
+        import torchvision  # optional: only to download
     except ImportError:
         raise FileNotFoundError(
             message + "\ndownload=True needs torchvision, which is not installed."

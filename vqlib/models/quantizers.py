@@ -1,0 +1,314 @@
+"""Codebooks and quantizers (chapter 1; the softmax quantizer is chapter 6's subject).
+
+A quantizer maps each of the L encoder vectors f(x)_l ∈ R^{code_dim} to a code index
+J_l ∈ {0, …, K-1} and returns e_{J_l}:
+
+* ``"nearest"``: J_l = argmin_k ‖f(x)_l − e_k‖² (deterministic);
+* ``"softmax"``: J_l ~ q(k | x) ∝ exp(−β ‖f(x)_l − e_k‖²) (the exponential mechanism).
+
+Both report the posterior q(· | x) per position (one-hot for ``"nearest"``), which is
+what the latent-variable bounds of chapters 4–7 are computed from.
+
+What training follows (:func:`training_indices`, the one rule that :class:`VectorQuantizer`
+and the training engine share): the decoder sees the sampled code e_J (straight-through
+gradients to the encoder), but the codebook's EMA step, the codebook and commitment losses
+and the usage counts behind dead-code resets follow the *nearest* code, the posterior's
+mode. Were they to follow the sampled code, at moderate β every code's EMA mean would drift
+towards the centroid of all encoder outputs and the commitment loss would pull every output
+towards a random code: codes bunch together, distances shrink, samples get noisier, and
+training collapses to the mean image (chapter 6). With the nearest code the codebook is a
+running k-means of the encoder outputs whatever β is; for the nearest quantizer the two
+rules coincide. The softmax quantizer's EMA also forgets faster by default (decay 0.9
+instead of 0.99, :data:`DEFAULT_DECAY`): a codebook that lags the encoder leaves outputs
+farther from their codes, which at a fixed β makes every draw noisier.
+
+The inverse temperature is a number or ``"learned"``: then β = exp(:data:`LEARNED_BETA_RATE` × θ)
+with θ a parameter (β = 1 at the start) trained with the loss through the term
+:func:`precision_loss`, β·‖f(x) − e_J‖² − (D/2)·log β: the negative log-density of a Gaussian
+N(e_J, I/(2β)) around the sampled code, as SQ-VAE learns its quantization variance. Its
+minimiser is the maximum-likelihood precision D / (2·E‖f(x) − e_J‖²): as training pulls
+encoder outputs onto their codes, β rises and the quantizer anneals towards the nearest one.
+
+Encoder outputs and codes live on the unit sphere of R^{code_dim} (the stored codebook
+is normalised when used), so squared distances lie in [0, 4] whatever the dimension.
+
+The codebook is learned either by the loss (codebook + commitment terms) or by an
+exponential moving average (EMA) of the encoder vectors assigned to each code. The EMA
+update runs *after* quantizing a batch, only in training mode, and its counts start at
+one and are Laplace-smoothed, so no division by zero can occur.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .._checks import choice, positive_float, positive_int, real_number, unit_float
+
+__all__ = ["Quantized", "VectorQuantizer", "nearest", "training_indices",
+           "learned_beta", "precision_loss", "check_beta", "QUANTIZERS", "CODEBOOK_UPDATES", "DEFAULT_DECAY", "LEARNED_BETA_RATE"]
+
+QUANTIZERS = ("nearest", "softmax")
+CODEBOOK_UPDATES = ("ema", "loss")  # "frozen" is set by VQVAE.freeze_codebook_and_decoder
+#: The EMA decay of each quantizer when none is given (see the module's docstring).
+DEFAULT_DECAY = {"nearest": 0.99, "softmax": 0.9}
+#: A learned β is exp(LEARNED_BETA_RATE × θ): Adam moves θ by about lr per step, so log β moves
+#: by about 10·lr, enough to cross two orders of magnitude within a few hundred steps (at rate 1
+#: a 40-epoch fit on the digits could not take β beyond about 6.6, lr × steps = log 6.6).
+LEARNED_BETA_RATE = 10.0
+
+
+def check_beta(beta, quantizer: str = "softmax"):
+    """β as the quantizer takes it (chapter 6): for ``"softmax"`` a finite number > 0 or the string
+    ``"learned"``; for ``"nearest"`` any number (the β its tempered copies and chapter 7's penalty
+    use). Anything else is a ``ValueError`` naming ``beta`` and the valid choices."""
+    if isinstance(beta, str):
+        if beta == "learned" and quantizer == "softmax":
+            return beta
+        if beta == "learned":
+            raise ValueError("beta='learned' needs quantizer='softmax' (the nearest quantizer has no temperature "
+                             "to learn)")
+        raise ValueError(f"beta must be a finite number > 0 or 'learned', got {beta!r}")
+    if quantizer != "softmax":
+        return real_number(beta, "beta")
+    try:
+        return positive_float(beta, "beta")
+    except ValueError:
+        raise ValueError(f"beta must be a finite number > 0 or 'learned', got {beta!r}") from None
+
+
+@dataclass
+class Quantized:
+    """What a quantizer returns for a batch of N inputs with L positions each."""
+
+    z_q: Tensor  # (N, L, D): the chosen codes, with straight-through gradients
+    indices: Tensor  # (N, L): the latent variables J, int64 in [0, K)
+    probs: Tensor  # (N, L, K): the posterior q(k | x) per position
+    codebook_loss: Tensor  # scalar: ‖sg[f(x)] − e_J*‖², J* the nearest code (zero for the EMA codebook)
+    commitment_loss: Tensor  # scalar: ‖f(x) − sg[e_J*]‖², J* the nearest code (:func:`training_indices`)
+    beta_loss: Tensor | None = None  # scalar: :func:`precision_loss` for a learned β (zero otherwise)
+
+
+def squared_distances(z: Tensor, codebook: Tensor) -> Tensor:
+    """‖z_i − e_k‖² for rows z_i of ``z`` (M, D) and codes e_k of ``codebook`` (K, D).
+
+    Rounding can push the expanded form slightly below 0; it is clamped there.
+    """
+    d = (z * z).sum(-1, keepdim=True) - 2 * z @ codebook.T + (codebook * codebook).sum(-1)
+    return d.clamp_min(0.0)
+
+
+def sphere_distances(z: Tensor, codes: Tensor) -> Tensor:
+    """Squared distances between unit vectors, clamped to their exact range [0, 4]."""
+    return squared_distances(z, codes).clamp_max(4.0)
+
+
+@torch.no_grad()
+def nearest(z: Tensor, codes: Tensor) -> Tensor:
+    """The nearest code of every row, argmin_k ‖z − e_k‖²: the nearest quantizer's rule (every chapter).
+
+    ``z`` is (M, D) or (R, M, D); ``codes`` (K, D), shared, or (R, K, D), one codebook per
+    model (the training engine). ‖z‖² is the same for every k, so it is left out:
+    argmin_k (‖e_k‖² − 2 z·e_k), one matrix product (in blocks of rows that stay in the cache)
+    and no clamping. :class:`VectorQuantizer`,
+    the training engine and the posteriors all use this one rule, so a model's codes do not
+    depend on where they are computed. Returns int64 indices of shape ``z.shape[:-1]``.
+    """
+    cc = (codes * codes).sum(-1)
+    if codes.dim() == 2:
+        flat = z.reshape(-1, z.shape[-1])
+        rows = max(64, 2 ** 17 // codes.shape[0])  # blocks of distances that stay in the cache
+        return torch.cat([torch.addmm(cc, flat[a:a + rows], codes.T, alpha=-2).argmin(-1)
+                          for a in range(0, flat.shape[0], rows)]).reshape(z.shape[:-1])
+    rows = max(16, 2 ** 17 // (codes.shape[0] * codes.shape[1]))
+    cT, bias = codes.transpose(1, 2), cc.unsqueeze(1)
+    return torch.cat([torch.baddbmm(bias, z[:, a:a + rows], cT, alpha=-2).argmin(-1)
+                      for a in range(0, z.shape[1], rows)], 1)
+
+
+def training_indices(z: Tensor, codes: Tensor, indices: Tensor, quantizer: str) -> Tensor:
+    """The codes training follows for encoder outputs ``z`` whose latent variables are ``indices``
+    (chapters 1 and 6): the EMA step, the codebook and commitment losses and the usage counts.
+
+    The nearest code, argmin_k ‖z − e_k‖² (:func:`nearest`): the posterior's mode. For the
+    nearest quantizer that is ``indices`` itself; for the softmax quantizer it differs from the
+    sampled code that the decoder sees (see the module's docstring for why). Shapes as
+    :func:`nearest`. :class:`VectorQuantizer` and the training engine both call this one rule.
+    """
+    return indices if quantizer == "nearest" else nearest(z, codes)
+
+
+def learned_beta(theta: Tensor) -> Tensor:
+    """A learned β from its parameter θ: exp(:data:`LEARNED_BETA_RATE` × θ), elementwise (chapter 6;
+    :class:`VectorQuantizer` and the training engine's stacked models)."""
+    return torch.exp(LEARNED_BETA_RATE * theta)
+
+
+def precision_loss(beta: Tensor, sq_distance: Tensor, code_dim: int) -> Tensor:
+    """β·d − (D/2)·log β: the term that trains a learned β (chapter 6), elementwise over models.
+
+    ``sq_distance`` is the mean squared distance ‖f(x) − e_J‖² between encoder outputs and their
+    sampled codes (no gradient), ``beta`` the current β (with its gradient). Up to a constant it is
+    −log N(f(x); e_J, I/(2β)), the Gaussian around the sampled code of SQ-VAE's quantizer; its
+    minimiser over β is the maximum-likelihood precision D / (2d).
+    """
+    return beta * sq_distance - 0.5 * code_dim * torch.log(beta)
+
+
+class VectorQuantizer(nn.Module):
+    """A codebook of K vectors in R^{code_dim} and the rule that assigns codes to inputs.
+
+    Parameters mirror the book's notation: ``K`` codes, inverse temperature ``beta`` (β) for the
+    softmax quantizer (a number > 0, or ``"learned"``), ``update`` = ``"ema"`` or ``"loss"`` for
+    how the codebook learns, ``decay`` the EMA's (default :data:`DEFAULT_DECAY` of the quantizer).
+    """
+
+    def __init__(
+        self,
+        K: int,
+        code_dim: int,
+        *,
+        quantizer: str = "nearest",
+        beta: float | str = 1.0,
+        update: str = "ema",
+        decay: float | None = None,
+        eps: float = 1e-5,
+    ):
+        super().__init__()
+        self.K = positive_int(K, "K")
+        self.code_dim = positive_int(code_dim, "code_dim")
+        self.quantizer = choice(quantizer, "quantizer", QUANTIZERS)
+        # β only matters to the softmax quantizer, so only there must it be valid.
+        beta = check_beta(beta, quantizer)
+        self.learned_beta = beta == "learned"
+        self._beta = 1.0 if self.learned_beta else float(beta)
+        self.update = choice(update, "codebook", CODEBOOK_UPDATES)
+        decay = DEFAULT_DECAY[self.quantizer] if decay is None else decay
+        self.decay = unit_float(decay, "decay", open_left=True, open_right=True)
+        self.eps = positive_float(eps, "eps")
+        codebook = torch.randn(self.K, self.code_dim)
+        self.codebook = nn.Parameter(codebook, requires_grad=self.update == "loss")
+        if self.learned_beta:  # β = exp(LEARNED_BETA_RATE · θ), 1 at the start
+            self.beta_param = nn.Parameter(torch.zeros(()))
+        self.register_buffer("ema_count", torch.ones(self.K))
+        self.register_buffer("ema_sum", codebook.clone())
+        # How often each code was the nearest in training since the last dead-code check.
+        self.register_buffer("recent_count", torch.zeros(self.K), persistent=False)
+
+    def extra_repr(self) -> str:
+        beta = f", beta={'learned' if self.learned_beta else self.beta}" if self.quantizer == "softmax" else ""
+        return f"K={self.K}, code_dim={self.code_dim}, quantizer={self.quantizer!r}{beta}, update={self.update!r}"
+
+    @property
+    def beta(self) -> float:
+        """β as a float: the fixed value, or the current value of a learned one (chapter 6)."""
+        if self.learned_beta:
+            return float(self.beta_tensor().detach())
+        return self._beta
+
+    @beta.setter
+    def beta(self, value) -> None:
+        """Fix β at ``value`` (a finite number > 0); a learned β stops learning (its parameter goes)."""
+        value = positive_float(value, "beta")
+        if self.learned_beta:
+            del self.beta_param
+            self.learned_beta = False
+        self._beta = value
+
+    def beta_tensor(self) -> Tensor:
+        """β as a tensor, with its gradient when learned (the training engine stacks it per model)."""
+        if self.learned_beta:
+            return learned_beta(self.beta_param)
+        return torch.tensor(self._beta)
+
+    @property
+    def codes(self) -> Tensor:
+        """The K code vectors e_k, each of unit length, shape (K, code_dim)."""
+        return F.normalize(self.codebook, dim=-1)
+
+    def posterior(self, z: Tensor) -> Tensor:
+        """q(k | x) per position for encoder outputs ``z`` (N, L, D) → (N, L, K)."""
+        if self.quantizer == "nearest":
+            probs = F.one_hot(nearest(z.reshape(-1, self.code_dim), self.codes), self.K).to(z.dtype)
+        else:
+            probs = torch.softmax(-self.beta * sphere_distances(z.reshape(-1, self.code_dim), self.codes), dim=1)
+        return probs.reshape(*z.shape[:-1], self.K)
+
+    def forward(self, z: Tensor, generator: torch.Generator | None = None) -> Quantized:
+        n, L, D = z.shape
+        flat = z.reshape(-1, D)
+        # Normalising makes a new tensor, so the in-place EMA step below leaves the graph intact.
+        codebook = self.codes if self.update == "loss" else self.codes.detach()
+        beta_loss = flat.new_zeros(())
+        if self.quantizer == "nearest":
+            idx = nearest(flat, codebook)
+            probs = F.one_hot(idx, self.K).to(z.dtype)
+        else:
+            d = sphere_distances(flat.detach(), codebook.detach())
+            probs = torch.softmax(-self.beta * d, dim=1)  # a learned β's current value, no gradient
+            idx = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+            if self.learned_beta and self.training and self.beta_param.requires_grad:
+                beta_loss = precision_loss(self.beta_tensor(), d.gather(1, idx[:, None]).mean(), D)
+        target = training_indices(flat.detach(), codebook.detach(), idx, self.quantizer)
+        chosen = codebook[idx]
+        # Straight-through: the value is exactly e_J (flat − flat.detach() is 0), the gradient
+        # reaches f(x) unchanged.
+        z_q = chosen + (flat - flat.detach())
+        nearest_code = chosen if target is idx else codebook[target]
+        codebook_loss = (
+            F.mse_loss(nearest_code, flat.detach()) if self.update == "loss" else flat.new_zeros(())
+        )
+        commitment_loss = F.mse_loss(flat, nearest_code.detach())
+        if self.training:
+            with torch.no_grad():
+                self.recent_count += torch.bincount(target, minlength=self.K).to(self.recent_count.dtype)
+                if self.update == "ema":
+                    self._ema_step(flat.detach(), target)  # after quantizing: this batch used the old codes
+        return Quantized(
+            z_q=z_q.reshape(n, L, D),
+            indices=idx.reshape(n, L),
+            probs=probs.reshape(n, L, self.K),
+            codebook_loss=codebook_loss,
+            commitment_loss=commitment_loss,
+            beta_loss=beta_loss,
+        )
+
+    @torch.no_grad()
+    def _ema_step(self, flat: Tensor, idx: Tensor) -> None:
+        counts = torch.bincount(idx, minlength=self.K).to(flat.dtype)
+        sums = torch.zeros_like(self.ema_sum).index_add_(0, idx, flat)
+        self.ema_count.mul_(self.decay).add_(counts, alpha=1 - self.decay)
+        self.ema_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
+        total = self.ema_count.sum()
+        smoothed = (self.ema_count + self.eps) / (total + self.K * self.eps) * total
+        self.codebook.copy_(self.ema_sum / smoothed[:, None])
+
+    @torch.no_grad()
+    def set_codebook(self, codes: Tensor) -> None:
+        """Replace the codebook (k-means or data init) and restart the EMA statistics."""
+        if codes.shape != self.codebook.shape:
+            raise ValueError(f"codes has shape {tuple(codes.shape)}, expected {tuple(self.codebook.shape)}")
+        codes = F.normalize(codes, dim=-1)
+        self.codebook.copy_(codes)
+        self.ema_sum.copy_(codes)
+        self.ema_count.fill_(1.0)
+        self.recent_count.zero_()
+
+    @torch.no_grad()
+    def reset_dead_codes(self, z: Tensor, generator: torch.Generator | None = None) -> int:
+        """Move every code unused since the last call onto a random encoder output.
+
+        ``z`` holds encoder outputs (M, D) to draw from. Returns how many codes moved.
+        """
+        dead = (self.recent_count == 0).nonzero().squeeze(1)
+        self.recent_count.zero_()
+        if dead.numel() == 0 or z.shape[0] == 0:
+            return 0
+        rows = torch.randint(z.shape[0], (dead.numel(),), generator=generator).to(z.device)
+        new = z[rows].detach()
+        self.codebook[dead] = new
+        self.ema_sum[dead] = new
+        self.ema_count[dead] = 1.0
+        return int(dead.numel())

@@ -1,0 +1,330 @@
+"""The VQ-VAE the book trains (chapter 1): encoder, codebook of K codes, L latent
+positions per input, decoder with outputs in [0, 1].
+
+The encoder maps an input to L vectors in R^{code_dim}; the quantizer replaces each by a
+code e_{J_l}; the decoder maps (e_{J_1}, …, e_{J_L}) to x̂. Two architectures:
+
+* ``"mlp"``: encoder and decoder are multilayer perceptrons whose depth and width are
+  arguments, because chapter 8 sweeps them; a flat (vector) encoder works for every L ≥ 1
+  and every image shape (C, H, W), and its L positions are slots, not places.
+* ``"conv"``: the convolutional VQ-VAE of van den Oord et al. (2017) and SQ-VAE: strided
+  4 × 4 convolutions halve the image s times, a 3 × 3 convolution and residual blocks
+  (ReLU, 3 × 3, ReLU, 1 × 1, added back) follow, and a 1 × 1 convolution gives one code_dim
+  vector per place of an h × w **latent grid**, h = H/2^s, w = W/2^s: L = h·w, position
+  l = i·w + j at row i, column j, each seeing the patch of the image around its place
+  (:func:`receptive_fields`). The decoder mirrors it with transposed convolutions. The valid
+  L are those of :func:`latent_grids` (on 8 × 8 digits 16 or 4, on 28 × 28 images 196 or 49);
+  depth counts residual blocks and width counts channels.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .._checks import (
+    check_seed,
+    choice,
+    fits_in_memory,
+    nonnegative_float,
+    positive_int,
+)
+from ..data import check_images
+from .engine import init_codebooks
+from .layers import conv_decoder, conv_encoder, conv_parameter_count, mlp
+from .metrics import codebook_usage
+from .quantizers import DEFAULT_DECAY, QUANTIZERS, VectorQuantizer, check_beta
+
+__all__ = ["VQVAE", "VQOutput", "ARCHITECTURES", "latent_grids", "receptive_fields"]
+
+#: The encoder/decoder architectures of :class:`VQVAE`.
+ARCHITECTURES = ("mlp", "conv")
+
+
+@dataclass
+class VQOutput:
+    """One forward pass: the reconstruction, the latent variables and the loss parts."""
+
+    x_hat: Tensor  # (N, *in_shape) in [0, 1]
+    indices: Tensor  # (N, L) the latent variables J
+    probs: Tensor  # (N, L, K) the posterior q(k | x) per position
+    z_e: Tensor  # (N, L, code_dim) encoder outputs f(x)
+    z_q: Tensor  # (N, L, code_dim) chosen codes e_J
+    recon_loss: Tensor  # mean over inputs of ‖x − x̂‖² / d, in [0, 1]
+    codebook_loss: Tensor
+    commitment_loss: Tensor
+    loss: Tensor  # what training minimises: recon + codebook + commitment weight × commitment (+ β's term)
+    perplexity: float  # exp(entropy of the batch's code frequencies)
+    used_fraction: float  # fraction of the K codes chosen at least once in the batch
+
+
+def latent_grids(in_shape) -> dict[int, tuple[int, int]]:
+    """The latent grids the convolutional :class:`VQVAE` can make on inputs of ``in_shape`` (chapter 1).
+
+    ``{L: (h, w)}`` for every number s ≥ 1 of stride-2 halvings that leaves whole sides of at
+    least 2: h = H/2^s, w = W/2^s, L = h·w, largest grid first. ``(1, 8, 8)`` gives
+    ``{16: (4, 4), 4: (2, 2)}``, ``(1, 28, 28)`` gives ``{196: (14, 14), 49: (7, 7)}``. An input too
+    small for one halving (a side odd or under 4) is a ``ValueError`` naming ``in_shape``.
+    """
+    C, H, W = _shape(in_shape)
+    grids: dict[int, tuple[int, int]] = {}
+    s = 1
+    while H % 2 ** s == 0 and W % 2 ** s == 0 and H // 2 ** s >= 2 and W // 2 ** s >= 2:
+        grids[(H // 2 ** s) * (W // 2 ** s)] = (H // 2 ** s, W // 2 ** s)
+        s += 1
+    if not grids:
+        raise ValueError(f"in_shape={tuple(in_shape)!r} is too small for architecture='conv': its height and width "
+                         "must be even and at least 4 (one stride-2 convolution to a latent grid of at least 2 × 2)")
+    return grids
+
+
+def _shape(in_shape) -> tuple[int, int, int]:
+    try:
+        shape = tuple(in_shape)
+    except TypeError:
+        raise ValueError(f"in_shape must be a tuple (C, H, W) such as (1, 8, 8), got {in_shape!r}") from None
+    if len(shape) != 3:
+        raise ValueError(f"in_shape must have 3 entries (C, H, W), got {in_shape!r}")
+    for s in shape:
+        positive_int(s, f"in_shape entry (in {in_shape!r})")
+    return tuple(int(s) for s in shape)
+
+
+def _parameter_bytes(d: int, K: int, L: int, code_dim: int, enc: list[int], dec: list[int]) -> int:
+    """float32 bytes of the weights, the codebook and its EMA statistics (before building them)."""
+    layers = lambda sizes: sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))  # noqa: E731
+    return 4 * (layers([d, *enc, L * code_dim]) + layers([L * code_dim, *dec, d]) + 2 * K * code_dim + 2 * K)
+
+
+class VQVAE(nn.Module):
+    """A VQ-VAE with K codes and L latent positions per input (chapter 1).
+
+    Parameters
+    ----------
+    in_shape : the shape of one input, e.g. ``(1, 8, 8)`` for the digits.
+    K : codebook size (K ≥ 1).
+    L : latent positions per input (L ≥ 1); the latent variable J lies in [K]^L. With
+        ``architecture="conv"`` L must be one of :func:`latent_grids` (the h × w grid it makes).
+    code_dim : dimension of each code vector.
+    quantizer : ``"nearest"`` (deterministic) or ``"softmax"`` (J_l ~ q ∝ exp(−β‖f_l − e_k‖²)).
+    beta : the softmax quantizer's inverse temperature: a number β > 0, or ``"learned"`` (trained
+        with the loss from β = 1, see :mod:`vqlib.models.quantizers`; ``model.beta`` is its current value)
+        (chapter 6).
+    architecture : ``"mlp"`` (multilayer perceptrons) or ``"conv"`` (strided convolutions and
+        residual blocks on a latent grid; see the module's docstring).
+    hidden : width of every hidden layer (MLP) or number of channels (conv), unless
+        ``encoder_width``/``decoder_width`` are given; default 128 (MLP) or 64 (conv).
+    encoder_depth, decoder_depth : number of hidden layers (MLP; 0 gives a linear map) or of
+        residual blocks (conv).
+    codebook : ``"ema"`` or ``"loss"``: how the codebook learns.
+    commitment : weight of the commitment loss.
+    decay : the EMA codebook's decay (default 0.99 for the nearest quantizer, 0.9 for the softmax one).
+    init : ``"kmeans"``, ``"data"`` or ``"random"``: how :func:`vqlib.fit` starts the codebook.
+    dead_code_reset : whether :func:`vqlib.fit` moves unused codes onto encoder outputs.
+    seed : seeds the initial weights, so construction is reproducible.
+    """
+
+    def __init__(
+        self,
+        in_shape,
+        K: int,
+        L: int,
+        code_dim: int = 8,
+        quantizer: str = "nearest",
+        beta: float | str = 1.0,
+        *,
+        architecture: str = "mlp",
+        hidden: int | None = None,
+        encoder_depth: int = 2,
+        decoder_depth: int = 2,
+        encoder_width: int | None = None,
+        decoder_width: int | None = None,
+        codebook: str = "ema",
+        commitment: float = 0.25,
+        decay: float | None = None,
+        init: str = "kmeans",
+        dead_code_reset: bool = True,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.in_shape = _shape(in_shape)
+        self.K = positive_int(K, "K")
+        self.L = positive_int(L, "L")
+        self.code_dim = positive_int(code_dim, "code_dim")
+        quantizer = choice(quantizer, "quantizer", QUANTIZERS)
+        beta = check_beta(beta, quantizer)
+        decay = DEFAULT_DECAY[quantizer] if decay is None else decay
+        self.architecture = choice(architecture, "architecture", ARCHITECTURES)
+        if self.architecture == "conv":
+            grids = latent_grids(self.in_shape)
+            if self.L not in grids:
+                valid = ", ".join(f"{L} ({h} × {w})" for L, (h, w) in grids.items())
+                raise ValueError(f"L={self.L} is not a latent grid of architecture='conv' on inputs of shape "
+                                 f"{self.in_shape}: valid L are {valid}")
+            self.grid = grids[self.L]
+            self.halvings = int(math.log2(self.in_shape[1] // self.grid[0]))
+        hidden = positive_int((128 if self.architecture == "mlp" else 64) if hidden is None else hidden, "hidden")
+        enc_w = positive_int(encoder_width if encoder_width is not None else hidden, "encoder_width")
+        dec_w = positive_int(decoder_width if decoder_width is not None else hidden, "decoder_width")
+        enc_d = positive_int(encoder_depth, "encoder_depth", minimum=0)
+        dec_d = positive_int(decoder_depth, "decoder_depth", minimum=0)
+        if init not in ("kmeans", "data", "random"):
+            raise ValueError(f"init={init!r} is not one of ('kmeans', 'data', 'random')")
+        self.commitment = nonnegative_float(commitment, "commitment")
+        self.init, self.dead_code_reset, self.seed = init, bool(dead_code_reset), check_seed(seed)
+        self.config = dict(
+            in_shape=self.in_shape, K=self.K, L=self.L, code_dim=self.code_dim, architecture=self.architecture,
+            quantizer=quantizer,
+            beta=beta if beta == "learned" else float(beta), hidden=hidden, encoder_depth=enc_d, decoder_depth=dec_d,
+            encoder_width=enc_w, decoder_width=dec_w, codebook=codebook,
+            commitment=self.commitment, decay=decay, init=init,
+            dead_code_reset=self.dead_code_reset, seed=self.seed,
+        )
+        d = math.prod(self.in_shape)
+        if self.architecture == "mlp":
+            n_bytes = _parameter_bytes(d, self.K, self.L, self.code_dim, [enc_w] * enc_d, [dec_w] * dec_d)
+        else:
+            C = self.in_shape[0]
+            n_bytes = 4 * (conv_parameter_count(C, enc_w, self.halvings, enc_d, self.code_dim) // 2
+                           + conv_parameter_count(C, dec_w, self.halvings, dec_d, self.code_dim) // 2
+                           + 2 * self.K * self.code_dim + 2 * self.K)
+        fits_in_memory(n_bytes, f"a VQVAE with K={self.K}, L={self.L}, code_dim={self.code_dim}, "
+                                f"encoder {enc_d}×{enc_w}, decoder {dec_d}×{dec_w}")
+        with torch.random.fork_rng(devices=[]):
+            # the CPU generator only (the weights are made on the CPU), restored on leaving:
+            # torch.manual_seed would also queue a reseeding of every GPU, costly in deep stacks
+            torch.default_generator.manual_seed(self.seed)
+            C = self.in_shape[0]
+            if self.architecture == "mlp":
+                self.encoder = mlp([d] + [enc_w] * enc_d + [self.L * self.code_dim])
+            else:
+                self.encoder = conv_encoder(C, enc_w, self.halvings, enc_d, self.code_dim)
+            self.quantizer = VectorQuantizer(
+                self.K, self.code_dim, quantizer=quantizer, beta=beta, update=codebook, decay=decay
+            )
+            if self.architecture == "mlp":
+                self.decoder = mlp([self.L * self.code_dim] + [dec_w] * dec_d + [d])
+            else:
+                self.decoder = conv_decoder(C, dec_w, self.halvings, dec_d, self.code_dim)
+        # Set once fit() has initialised the codebook from data; saved with the weights.
+        self.register_buffer("codebook_initialised", torch.tensor(False))
+
+    @property
+    def beta(self) -> float:
+        return self.quantizer.beta
+
+    @property
+    def device(self) -> torch.device:
+        return self.quantizer.codebook.device
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Encoder outputs f(x)_l on the unit sphere of R^{code_dim}, shape (N, L, code_dim).
+
+        Codes lie on the same sphere (see :class:`vqlib.models.VectorQuantizer`), so every
+        squared distance ‖f(x)_l − e_k‖² lies in [0, 4]: the scale on which the softmax
+        quantizer's β means something, and the sensitivity of chapter 6's stability bound.
+        """
+        if self.architecture == "conv":  # (N, D, h, w) → position l = i·w + j
+            z = self.encoder(x.reshape(x.shape[0], *self.in_shape)).permute(0, 2, 3, 1).reshape(-1, self.L, self.code_dim)
+        else:
+            z = self.encoder(x.reshape(x.shape[0], math.prod(self.in_shape))).reshape(-1, self.L, self.code_dim)
+        return F.normalize(z, dim=-1)
+
+    def decode(self, z_q: Tensor) -> Tensor:
+        """Decoder g(z_q) for codes of shape (N, L, code_dim) → (N, *in_shape) in [0, 1]."""
+        if self.architecture == "conv":
+            h, w = self.grid
+            grid = z_q.reshape(z_q.shape[0], h, w, self.code_dim).permute(0, 3, 1, 2)
+            return torch.sigmoid(self.decoder(grid)).reshape(-1, *self.in_shape)
+        out = torch.sigmoid(self.decoder(z_q.reshape(z_q.shape[0], self.L * self.code_dim)))
+        return out.reshape(-1, *self.in_shape)
+
+    def decode_indices(self, indices: Tensor) -> Tensor:
+        """x̂ = g(e_{J_1}, …, e_{J_L}) for latent variables ``indices`` of shape (N, L) (N = 0 gives none)."""
+        indices = torch.as_tensor(indices, device=self.device)
+        if indices.dim() != 2 or indices.shape[1] != self.L:
+            raise ValueError(f"indices must have shape (N, L={self.L}), got {tuple(indices.shape)}")
+        if indices.dtype.is_floating_point or indices.dtype == torch.bool:
+            raise ValueError(f"indices must be integers, got dtype {indices.dtype}")
+        if indices.numel() and (indices.min() < 0 or indices.max() >= self.K):
+            raise ValueError(f"indices must lie in [0, K={self.K}), got values in "
+                             f"[{int(indices.min())}, {int(indices.max())}]")
+        return self.decode(self.quantizer.codes[indices])
+
+    def posterior(self, x: Tensor) -> Tensor:
+        """The latent-variable posterior q(k | x) per position, shape (N, L, K)."""
+        return self.quantizer.posterior(self.encode(x))
+
+    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> VQOutput:
+        if tuple(x.shape[1:]) != self.in_shape:
+            raise ValueError(f"x has shape {tuple(x.shape)}, which does not match in_shape={self.in_shape}")
+        z_e = self.encode(x)
+        q = self.quantizer(z_e, generator=generator)
+        x_hat = self.decode(q.z_q)
+        recon = F.mse_loss(x_hat, x)
+        usage = codebook_usage(q.indices.detach(), self.K)
+        return VQOutput(
+            x_hat=x_hat, indices=q.indices, probs=q.probs, z_e=z_e, z_q=q.z_q,
+            recon_loss=recon, codebook_loss=q.codebook_loss, commitment_loss=q.commitment_loss,
+            loss=recon + q.codebook_loss + self.commitment * q.commitment_loss + q.beta_loss,
+            perplexity=usage.perplexity, used_fraction=usage.used_fraction,
+        )
+
+    def freeze_codebook_and_decoder(self) -> "VQVAE":
+        """Fix codebook and decoder, so that training changes the encoder only (chapter 3).
+
+        No gradient reaches them, the EMA and dead-code resets stop, and the codebook is
+        marked initialised. Returns the model.
+        """
+        for p in [*self.quantizer.parameters(), *self.decoder.parameters()]:
+            p.requires_grad_(False)
+        self.quantizer.update = "frozen"
+        self.dead_code_reset = False
+        self.codebook_initialised.fill_(True)
+        return self
+
+    @torch.no_grad()
+    def init_codebook(self, x: Tensor, generator: torch.Generator | None = None) -> None:
+        """Start encoder and codebook from data ``x`` (called once by :func:`vqlib.fit`).
+
+        First the encoder's last layer is rescaled so that, over ``x``, each output unit
+        has mean 0 and variance 1 before the projection onto the sphere: freshly
+        initialised networks map all inputs to nearly the same direction, which would
+        give every input the same code at each position. Then the codebook starts from
+        k-means on the encodings (or random encodings, for ``init="data"``). The rescaling
+        needs a spread: ``x`` must hold at least 2 inputs (else ``ValueError``). The training
+        engine starts many models the same way at once (:func:`vqlib.models.engine.init_codebooks`);
+        this is its one-model case.
+        """
+
+        init_codebooks([self], x[None], [generator])
+
+
+def receptive_fields(model: VQVAE, x) -> Tensor:
+    """Which pixels each latent position reads (chapter 1): shape (L, H, W), each map summing to 1.
+
+    The mean over the inputs ``x`` of |∂ f(x)_l / ∂x| (summed over the code dimensions and the
+    channels), normalised per position. For the convolutional architecture each map is a patch
+    around the position's place on the grid; for the MLP every position may read every pixel.
+    """
+
+    if not isinstance(model, VQVAE):
+        raise ValueError(f"model must be a vqlib.VQVAE, got {type(model).__name__}")
+    x = check_images(x, name="x", in_shape=model.in_shape).to(model.device)
+    was_training = model.training
+    model.eval()
+    try:
+        xr = x.clone().requires_grad_(True)
+        z = model.encode(xr)  # (N, L, D), one forward pass for every position
+        maps = []
+        for l in range(model.L):
+            grads = [torch.autograd.grad(z[:, l, k].sum(), xr, retain_graph=True)[0].abs()
+                     for k in range(model.code_dim)]
+            maps.append(torch.stack(grads).sum(0).mean(0).sum(0))  # (H, W)
+    finally:
+        model.train(was_training)
+    out = torch.stack(maps).detach().cpu()
+    return out / out.sum((1, 2), keepdim=True).clamp_min(1e-30)

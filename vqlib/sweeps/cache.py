@@ -1,0 +1,297 @@
+"""A result cache for expensive sweeps: tidy tables keyed by configuration, data and code.
+
+Every chapter's sweep (see :mod:`vqlib.sweeps`) stores its rows here, so a chapter
+re-executed with a warm cache recomputes nothing. The key is a SHA-256 over
+
+* the sweep's name and its full configuration (canonical JSON),
+* a fingerprint of the data it reads (shape, dtype and bytes of each array, by name: a
+  sweep declares which datasets and splits a job reads, :meth:`vqlib.sweeps.Sweep.inputs`), and
+* the code: ``vqlib.__version__`` and a hash of every source file of the package outside
+  ``vqlib/book/`` (:func:`code_fingerprint`), so an edit to the library invalidates what it
+  computed, while an edit to what only presents results (figures, widgets, prose helpers,
+  the command line) does not. That is a rule, not a list: nothing outside ``book/`` imports
+  ``book/`` (``tests/test_layout.py`` checks it), so no computed number can depend on it.
+
+An entry is one JSON file holding the key, the rows and a checksum of the rows, written
+to a temporary file and renamed into place, so a kill leaves either the whole entry or
+none. A file that does not parse, whose key differs, whose checksum fails, or whose rows
+are not rows (a list of JSON objects; a sweep adds its own schema, ``validate=``) is
+reported (a warning naming the file), moved aside and recomputed: never read as data.
+A folder that cannot be written is reported too (:class:`CacheWarning`): the rows are
+returned uncached, and a read-only folder of complete entries is read as usual.
+
+``VQLIB_CACHE`` sets the folder (default ``~/.cache/vqlib``); ``VQLIB_CACHE=off``
+turns caching off. ``root=`` names the folder explicitly (a Dask worker started before
+``VQLIB_CACHE`` was set still writes where its client reads). Rows come back through
+JSON whether the cache is on or off, so a cold, a warm and an uncached call return equal
+rows.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from .._version import PACKAGE_ROOT, __version__
+
+__all__ = ["CacheWarning", "cache_dir", "cached", "code_fingerprint", "data_fingerprint", "entry_path", "is_cached",
+           "key_of", "lookup", "rows_problem", "writable_problem"]
+
+_ENV = object()  # root not given: read VQLIB_CACHE
+
+
+class CacheWarning(UserWarning):
+    """A cache entry was corrupt or partial and has been recomputed, or could not be written."""
+
+
+def cache_dir() -> Path | None:
+    """The cache folder from ``VQLIB_CACHE`` (default ``~/.cache/vqlib``); None when off."""
+    value = os.environ.get("VQLIB_CACHE", "").strip()
+    if value.lower() in ("off", "0", "false", "none"):
+        return None
+    return Path(value).expanduser() if value else Path.home() / ".cache" / "vqlib"
+
+
+#: The subpackage that presents results but never computes them: editing it keeps the cache.
+PRESENTATION = "book"
+
+
+def source_fingerprint(root, version: str = "", skip: tuple[str, ...] = (PRESENTATION,)) -> str:
+    """A hash of ``version`` and of every ``*.py`` file under ``root`` (names and bytes),
+    except those in the top-level folders of ``root`` named in ``skip``."""
+    root = Path(root)
+    if not (root / "__init__.py").is_file():
+        raise ValueError(f"root={str(root)!r} is not a package folder (no __init__.py)")
+    h = hashlib.sha256(version.encode())
+    for path in sorted(root.rglob("*.py")):
+        if path.relative_to(root).parts[0] in skip:
+            continue
+        h.update(path.relative_to(root).as_posix().encode())
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """``__version__`` plus a hash of every vqlib source file outside ``book/`` (any edit to one
+    changes it), rooted at the package's folder (:data:`vqlib._version.PACKAGE_ROOT`)."""
+    return source_fingerprint(PACKAGE_ROOT, __version__)
+
+
+def data_fingerprint(data) -> str:
+    """A hash of an array's shape, dtype and bytes (a torch tensor or anything numpy reads),
+    or of a mapping of names to arrays (each name with its array's hash: what a sweep's job reads)."""
+    if data is None:
+        return "none"
+    if isinstance(data, Mapping):
+        h = hashlib.sha256(b"named arrays")
+        for name in sorted(data):
+            h.update(f"|{name}={data_fingerprint(data[name])}".encode())
+        return h.hexdigest()[:16]
+    if hasattr(data, "detach"):
+        data = data.detach().cpu().numpy()
+    arr = np.ascontiguousarray(np.asarray(data))
+    h = hashlib.sha256(f"{arr.shape}|{arr.dtype}".encode())
+    h.update(arr.tobytes())
+    return h.hexdigest()[:16]
+
+
+def _canonical(obj) -> str:
+    def default(o):
+        if isinstance(o, (np.integer,)):
+            return int(o)
+        if isinstance(o, (np.floating,)):
+            return float(o)
+        if isinstance(o, (np.ndarray, tuple, set)):
+            return list(o.tolist() if isinstance(o, np.ndarray) else o)
+        raise TypeError(f"cache keys hold JSON-like values; got {type(o).__name__}: {o!r}")
+
+    return json.dumps(obj, sort_keys=True, default=default, separators=(",", ":"))
+
+
+def key_of(name: str, config: Mapping, data=None, *, code: str | None = None) -> str:
+    """The cache key of sweep ``name`` run with ``config`` on ``data`` by this code.
+
+    ``code`` (default :func:`code_fingerprint`) lets a client hand its own fingerprint to
+    workers, so that what they write is keyed exactly as the client reads.
+    """
+    payload = _canonical({"name": name, "config": dict(config), "data": data_fingerprint(data),
+                          "code": code_fingerprint() if code is None else code})
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+def entry_path(name: str, config: Mapping, data=None, *, root=_ENV, code: str | None = None) -> Path | None:
+    """Where the entry for (name, config, data) lives, or None when caching is off."""
+    root = cache_dir() if root is _ENV else (None if root is None else Path(root))
+    if root is None:
+        return None
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    return root / safe / f"{key_of(name, config, data, code=code)}.json"
+
+
+def _checksum(rows_json: str) -> str:
+    return hashlib.sha256(rows_json.encode()).hexdigest()
+
+
+def _roundtrip(rows) -> list[dict]:
+    """The rows as JSON gives them back (tuples become lists, numpy scalars numbers)."""
+    return json.loads(_canonical(_jsonable(rows)))
+
+
+def _jsonable(rows):
+    if not isinstance(rows, list) or not all(isinstance(r, Mapping) for r in rows):
+        raise TypeError(f"a cached sweep returns a list of dict rows, got {type(rows).__name__}")
+    out = []
+    for r in rows:
+        row = {}
+        for k, v in r.items():
+            if isinstance(v, np.generic):
+                v = v.item()
+            row[str(k)] = v
+        out.append(row)
+    return out
+
+
+def rows_problem(rows) -> str | None:
+    """What makes ``rows`` unfit to be a table's rows (None: nothing): the schema of every entry.
+
+    Rows are a list of JSON objects (dicts with string keys).
+    """
+    if not isinstance(rows, list):
+        return f"its rows are a {type(rows).__name__}, not a list"
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict) or not all(isinstance(k, str) for k in row):
+            return f"its row {i} is not an object of named values: {row!r:.60}"
+    return None
+
+
+def _load(path: Path, key: str, validate: Callable | None = None):
+    """(rows, None) for a healthy entry at ``path``; (None, what is wrong) otherwise. Reads only."""
+    try:
+        entry = json.loads(path.read_text())
+        rows_json = _canonical(entry["rows"])
+        problem = None
+        if entry.get("key") != key:
+            problem = "its key does not match"
+        elif entry.get("checksum") != _checksum(rows_json):
+            problem = "its checksum does not match its rows"
+        elif not entry.get("complete", False):
+            problem = "it is marked incomplete"
+        else:
+            problem = rows_problem(entry["rows"]) or (validate(entry["rows"]) if validate else None)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        problem = f"it cannot be read ({type(err).__name__}: {err})"
+    return (entry["rows"], None) if problem is None else (None, problem)
+
+
+def _read(path: Path, key: str, validate: Callable | None = None):
+    """The rows stored at ``path``, or None (with a CacheWarning) if the entry is unusable."""
+    rows, problem = _load(path, key, validate)
+    if problem is None:
+        return rows
+    warnings.warn(f"cache entry {path} is corrupt or partial ({problem}); recomputing", CacheWarning, stacklevel=3)
+    try:
+        path.replace(path.with_suffix(".corrupt"))
+    except OSError:
+        pass
+    return None
+
+
+def lookup(name: str, config: Mapping, *, data=None, root=_ENV, code: str | None = None,
+           validate: Callable | None = None) -> list[dict] | None:
+    """The stored rows of (name, config, data), or None when absent, unusable or off.
+
+    An unusable entry is reported (:class:`CacheWarning`) and moved aside first.
+    ``validate(rows)`` returns what is wrong with rows that parse (None: nothing).
+    """
+    path = entry_path(name, config, data, root=root, code=code)
+    if path is None or not path.exists():
+        return None
+    return _read(path, path.stem, validate)
+
+
+def is_cached(name: str, config: Mapping, *, data=None, root=_ENV, code: str | None = None,
+              validate: Callable | None = None) -> bool:
+    """Whether a healthy entry for (name, config, data) is stored; reads only (moves nothing, warns nothing)."""
+    path = entry_path(name, config, data, root=root, code=code)
+    return path is not None and path.is_file() and _load(path, path.stem, validate)[1] is None
+
+
+def writable_problem(root) -> str | None:
+    """Why the cache folder ``root`` cannot take new entries (None: it can). Creates nothing.
+
+    The test creates (and at once removes) a temporary file in ``root``, or, while ``root``
+    does not exist yet, in its nearest existing parent: the one reliable test, since
+    permission bits do not bind every user or file system.
+    """
+
+    root = probe = Path(root).expanduser()
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is a file, not a folder"
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as err:
+        where = "" if probe == root else f" (its parent {probe} cannot be written)"
+        return f"{root} cannot be written{where}: {err.strerror or type(err).__name__}"
+    return None
+
+
+def cached(name: str, config: Mapping, compute: Callable[[], list[dict]], *, data=None,
+           refresh: bool = False, root=_ENV, code: str | None = None, validate: Callable | None = None) -> list[dict]:
+    """The rows of sweep ``name`` with ``config`` on ``data``: from the cache, else computed.
+
+    ``compute()`` must return a list of dict rows with JSON values (numbers, strings,
+    booleans, None, lists). Rows come back as JSON stores them, so a warm call, a cold
+    one and one with the cache off return equal rows. ``refresh=True`` recomputes and
+    overwrites. ``root`` overrides ``VQLIB_CACHE`` (None: no cache); ``code`` overrides
+    the code fingerprint in the key (see :func:`key_of`). ``validate(rows)`` is the
+    caller's schema (what is wrong with the rows, or None): a stored entry that fails it
+    is corrupt, and computed rows that fail it raise ``ValueError`` (nothing is stored).
+    A folder that cannot be written gives a :class:`CacheWarning` and the rows uncached.
+    """
+    code = code_fingerprint() if code is None else code
+    path = entry_path(name, config, data, root=root, code=code)
+    if path is None:
+        return _computed(compute, validate, name)
+    key = path.stem
+    if path.exists() and not refresh:
+        rows = _read(path, key, validate)
+        if rows is not None:
+            return rows
+    rows = _computed(compute, validate, name)
+    rows_json = _canonical(rows)
+    entry = {"key": key, "name": name, "config": json.loads(_canonical(dict(config))),
+             "data": data_fingerprint(data), "code": code,
+             "complete": True, "checksum": _checksum(rows_json), "rows": rows}
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(entry))
+        tmp.replace(path)  # atomic: a reader never sees half a file
+    except OSError as err:
+        warnings.warn(f"cache entry {path} cannot be written ({type(err).__name__}: {err}); "
+                      "the rows are returned but not cached", CacheWarning, stacklevel=2)
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+    return rows
+
+
+def _computed(compute: Callable, validate: Callable | None, name: str) -> list[dict]:
+    """``compute()``'s rows through JSON, checked against ``validate`` before anything stores them."""
+    rows = _roundtrip(compute())
+    problem = validate(rows) if validate else None
+    if problem:
+        raise ValueError(f"{name}: the computed rows do not fit the sweep's schema: {problem}")
+    return rows

@@ -1,0 +1,225 @@
+"""Every chapter's expensive sweep, registered by name, cached, runnable headless.
+
+A chapter's sweep lives in a module ``vqlib/sweeps/chNN_<topic>.py`` that builds
+:class:`Sweep` objects and passes them to :func:`register`. The chapter calls
+``sweeps.get("ch07-penalty").run()``; ``python -m vqlib`` runs the same sweep
+from the command line; both read and fill the result cache (:mod:`vqlib.sweeps.cache`).
+
+A sweep is a grid of independent jobs: each key in ``grid`` names a configuration entry
+that holds a list, and one job takes one value of each. A sweep declares its data
+(``data``: which datasets and splits a job reads, under which argument names); the runner
+loads each of them once and calls ``compute(**arrays, **job)``, which trains and measures
+one job and returns its tidy rows. The cache key of a job is built from its configuration
+and from the arrays it reads, nothing else. Jobs are cached one by one, so an
+interrupted sweep resumes where it stopped, and they can run in parallel
+(``executor="dask"``, see :mod:`vqlib.sweeps.jobs`). A job's rows follow the sweep's schema
+(:meth:`Sweep.check_rows`), checked when they are computed and again whenever they are
+read back from the cache.
+"""
+from __future__ import annotations
+
+import importlib
+import itertools
+import pkgutil
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from ..data import load_dataset
+from .cache import cache_dir, cached, code_fingerprint, is_cached, lookup, rows_problem
+from .jobs import EXECUTORS, map_jobs
+from .profile import PROFILES, current_profile
+
+__all__ = ["Sweep", "all_sweeps", "get", "register"]
+
+_REGISTRY: dict[str, "Sweep"] = {}
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One chapter's sweep: its configuration per profile and how to compute one job.
+
+    name : registry name, ``"chNN-<what>"`` (e.g. ``"ch07-penalty"``).
+    chapter : the chapter file it serves, e.g. ``"07_generation"``.
+    doc : one line saying what it measures (shown by ``python -m vqlib list``).
+    quick, full : the configuration of each profile. Every entry is passed to ``compute``
+        as a keyword, except ``dataset`` (see ``data``).
+    compute : ``compute(**arrays, **job) -> list[dict]``, the rows of one job; each array is
+        a dataset's images as a float tensor (N, C, H, W) in [0, 1].
+    grid : configuration keys whose list values are swept, one job per combination.
+    columns : columns every row must hold, beyond the seeds (part of :meth:`check_rows`).
+    data : ``data(job) -> {argument: (dataset, split)}``, the data one job reads (see
+        :meth:`inputs`); without it a job reads ``x``, the ``"train"`` split of the
+        configuration's ``dataset`` (default ``"digits"``).
+    """
+
+    name: str
+    chapter: str
+    doc: str
+    quick: Mapping
+    full: Mapping
+    compute: Callable[..., list[dict]]
+    grid: tuple[str, ...] = field(default=())
+    columns: tuple[str, ...] = field(default=())
+    data: Callable[[Mapping], Mapping[str, tuple[str, str]]] | None = None
+
+    def config(self, profile: str | None = None, **overrides) -> dict:
+        """The configuration of ``profile`` (default: :func:`vqlib.sweeps.current_profile`), with overrides."""
+        profile = current_profile() if profile is None else profile
+        if profile not in PROFILES:
+            raise ValueError(f"profile={profile!r} is not one of {PROFILES}")
+        config = dict(self.quick if profile == "quick" else self.full)
+        unknown = sorted(set(overrides) - set(config))
+        if unknown:
+            raise ValueError(f"sweep {self.name!r} has no setting(s) {unknown}; it has {sorted(config)}")
+        for key, value in overrides.items():
+            default = config[key]
+            if isinstance(default, (list, tuple)) and default and isinstance(value, (list, tuple)) and not value:
+                raise ValueError(f"sweep {self.name!r}: setting {key!r} must hold a non-empty list, got {value!r}")
+        config.update(overrides)
+        for key in self.grid:
+            if not isinstance(config.get(key), (list, tuple)) or not config[key]:
+                raise ValueError(f"sweep {self.name!r}: grid key {key!r} must hold a non-empty list, "
+                                 f"got {config.get(key)!r}")
+        return config
+
+    def jobs(self, config: Mapping) -> list[dict]:
+        """One configuration per combination of the grid keys' values (in grid order)."""
+        if not self.grid:
+            return [dict(config)]
+        values = [config[key] for key in self.grid]
+        return [dict(config, **dict(zip(self.grid, combo))) for combo in itertools.product(*values)]
+
+    def check_rows(self, rows) -> str | None:
+        """What is wrong with ``rows`` as one job's rows of this sweep (None: nothing).
+
+        The schema: a non-empty list of JSON objects, each naming its seeds (a column
+        whose name holds "seed", the book's convention) and holding ``columns``.
+        """
+
+        problem = rows_problem(rows)
+        if problem is None and not rows:
+            problem = "it holds no rows"
+        for i, row in enumerate(rows if problem is None else []):
+            missing = [c for c in self.columns if c not in row]
+            if missing:
+                return f"its row {i} lacks the column(s) {missing}"
+            if not any("seed" in key for key in row):
+                return f"its row {i} names no seed"
+        return problem
+
+    def inputs(self, job: Mapping) -> dict[str, tuple[str, str]]:
+        """The data one job reads: ``{compute's argument: (dataset, split)}``.
+
+        ``job`` is one configuration of :meth:`jobs`, with ``dataset`` when the configuration
+        has one. The runner loads each (dataset, split) once, and the job's cache key holds
+        the fingerprints of exactly these arrays.
+        """
+        if self.data is None:
+            return {"x": (job.get("dataset", "digits"), "train")}
+        return dict(self.data(job))
+
+    def _plan(self, profile, overrides) -> tuple[list[dict], list[dict], dict]:
+        """(jobs as compute takes them, their cache configurations, the arrays they read by job index)."""
+
+        config = self.config(profile, **overrides)
+        dataset = config.pop("dataset", None)
+        jobs = self.jobs(config)
+        keys = [dict(job, dataset=dataset) if dataset is not None else dict(job) for job in jobs]
+        loaded: dict = {}
+        arrays = []
+        for key in keys:
+            wanted = self.inputs(key)
+            for pair in wanted.values():
+                if pair not in loaded:  # every (dataset, split) is read once, whatever the number of jobs
+                    loaded[pair] = load_dataset(pair[0], split=pair[1])
+            arrays.append({arg: loaded[pair] for arg, pair in wanted.items()})
+        return jobs, keys, arrays
+
+    def count_cached(self, profile: str | None = None, *, root=None, **overrides) -> tuple[int, int]:
+        """(jobs with a healthy cache entry in ``root``, all jobs) of this configuration; reads only.
+
+        ``root`` defaults to ``VQLIB_CACHE``. Used by ``python -m vqlib`` to say what a
+        rerun will resume from.
+        """
+
+        root = cache_dir() if root is None else root
+        if root is None:
+            return 0, len(self.jobs({k: v for k, v in self.config(profile, **overrides).items() if k != "dataset"}))
+        jobs, keys, arrays = self._plan(profile, overrides)
+        done = sum(is_cached(self.name, key, data=data, root=root, validate=self.check_rows)
+                   for key, data in zip(keys, arrays))
+        return done, len(jobs)
+
+    def run(self, profile: str | None = None, *, cache: bool = True, refresh: bool = False,
+            executor: str = "serial", workers: int = 2, progress: bool = False, **overrides) -> list[dict]:
+        """All rows of the sweep: each job from the cache when present, else computed.
+
+        ``executor="serial"`` computes the missing jobs here, one after another;
+        ``"dask"`` sends them to a local Dask cluster of ``workers`` processes (or to the
+        scheduler named by ``VQLIB_DASK_SCHEDULER``). Cached jobs are read here and never
+        sent; the rows are the same, in the same order, whichever executor ran them.
+        """
+
+        if executor not in EXECUTORS:
+            raise ValueError(f"executor={executor!r} is not one of {EXECUTORS}")
+
+        jobs, keys, arrays = self._plan(profile, overrides)
+        # the folder is resolved here, so workers started elsewhere write where this reads
+        # and under this process's code fingerprint
+        root = cache_dir() if cache else None
+        code = code_fingerprint()
+        name, compute, check = self.name, self.compute, self.check_rows
+
+        def one(i):
+            return cached(name, keys[i], lambda: compute(**arrays[i], **jobs[i]), data=arrays[i], refresh=refresh,
+                          root=root, code=code, validate=check)
+
+        results: list = [None] * len(jobs)
+        todo = list(range(len(jobs)))
+        if root is not None and not refresh:  # warm jobs are read here, never sent to a worker
+            for i in range(len(jobs)):
+                results[i] = lookup(name, keys[i], data=arrays[i], root=root, code=code, validate=check)
+            todo = [i for i in todo if results[i] is None]
+        if executor == "serial":
+            it = todo
+            if progress and todo:
+                from tqdm.auto import tqdm  # only when a progress bar is asked for
+
+                it = tqdm(todo, desc=self.name)
+            for i in it:
+                results[i] = one(i)
+        elif todo:
+
+            for i, rows in zip(todo, map_jobs(one, todo, executor=executor, workers=workers)):
+                results[i] = rows
+        return [row for rows in results for row in rows]
+
+
+def register(sweep: Sweep) -> Sweep:
+    """Add ``sweep`` to the registry (a second sweep of the same name is an error)."""
+    if sweep.name in _REGISTRY and _REGISTRY[sweep.name] is not sweep:
+        raise ValueError(f"a sweep named {sweep.name!r} is already registered")
+    _REGISTRY[sweep.name] = sweep
+    return sweep
+
+
+def _load_all() -> None:
+    package = importlib.import_module(__package__)
+    for info in pkgutil.iter_modules(package.__path__):
+        if re.fullmatch(r"ch\d\d_\w+", info.name):
+            importlib.import_module(f"{__package__}.{info.name}")
+
+
+def all_sweeps() -> dict[str, Sweep]:
+    """Every registered sweep by name (imports every ``chNN_*`` module first)."""
+    _load_all()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get(name: str) -> Sweep:
+    """The sweep called ``name``; a ValueError lists the known names otherwise."""
+    sweeps = all_sweeps()
+    if name not in sweeps:
+        raise ValueError(f"no sweep named {name!r}; known sweeps: {', '.join(sweeps) or 'none'}")
+    return sweeps[name]
