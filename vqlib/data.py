@@ -67,26 +67,60 @@ def load_dataset(
     download: bool = False,
     return_labels: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Load a dataset as float32 images in [0, 1] of shape (N, C, H, W).
+    """Load a dataset as float32 images in [0, 1] of shape (N, C, H, W) (chapter 1 onwards).
 
     Used from chapter 1 onwards.
 
-    Args:
-        name: one of ``"digits"``, ``"synthetic"``, ``"mnist"``,
-            ``"fashion-mnist"``, ``"cifar10"`` (aliases such as ``"fmnist"``
-            and ``"cifar-10"`` are accepted).
-        root: folder holding the raw files of the file-based datasets.
-        split: ``"train"``, ``"test"`` or ``"all"`` (train and test together).
-            For ``"digits"`` (1797 images of 8x8) the split is fixed and does
-            not depend on ``seed``: 1500 training and 297 test images. For
-            ``"synthetic"``, train and test share the cluster prototypes and
-            draw independent samples; ``"all"`` is the same as ``"train"``.
-        n: return a random subset of ``n`` images, chosen with ``seed`` and
-            kept in dataset order. For ``"synthetic"`` it is the number of
-            samples generated (default 512).
-        seed: seeds the subset, and the generator for ``"synthetic"``.
-        download: let torchvision fetch missing files (needs network access).
-        return_labels: also return the int64 labels, shape (N,).
+    Pixel values are scaled to [0, 1]: digits' 0..16 by 1/16, the 8-bit files' 0..255 by
+    1/255. ``"digits"`` gives (1, 8, 8) images, ``"synthetic"`` (1, 8, 8) (see
+    :func:`make_synthetic`), ``"mnist"`` and ``"fashion-mnist"`` (1, 28, 28), ``"cifar10"``
+    (3, 32, 32). The file-based datasets are read here from torchvision's layout (IDX files,
+    optionally gzipped; CIFAR-10 python batches, unpickled as plain arrays only).
+
+    Parameters
+    ----------
+    name : str, default "digits"
+        One of ``"digits"``, ``"synthetic"``, ``"mnist"``, ``"fashion-mnist"``,
+        ``"cifar10"`` (aliases such as ``"fmnist"`` and ``"cifar-10"`` are accepted).
+    root : path, optional
+        Folder holding the raw files of the file-based datasets (default: ``$VQLIB_DATA``,
+        else ``~/.cache/vqlib/data``).
+    split : {"train", "test", "all"}, default "train"
+        ``"all"`` is train and test together. For ``"digits"`` (1797 images of 8x8) the
+        split is fixed and does not depend on ``seed``: 1500 training and 297 test images.
+        For ``"synthetic"``, train and test share the cluster prototypes and draw
+        independent samples; ``"all"`` is the same as ``"train"``.
+    n : int ≥ 1, optional
+        Return a random subset of ``n`` images (n ≤ N), chosen with ``seed`` and kept in
+        dataset order. For ``"synthetic"`` it is the number of samples generated
+        (default 512).
+    seed : int, default 0
+        Seeds the subset, and the generator for ``"synthetic"``.
+    download : bool, default False
+        Let torchvision fetch missing files (needs network access and torchvision).
+    return_labels : bool, default False
+        Also return the int64 labels, shape (N,).
+
+    Returns
+    -------
+    x : tensor (N, C, H, W), float32, values in [0, 1]
+    y : tensor (N,), int64
+        Only if ``return_labels``: ``(x, y)``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``name`` or ``split``, an ``n`` that is not an integer in [1, N], or
+        a data file that is not what its name says.
+    FileNotFoundError
+        When a file-based dataset's files are missing (the message says where they belong),
+        or ``download=True`` without torchvision.
+    RuntimeError
+        When torchvision's download fails.
+
+    See also
+    --------
+    check_available, make_synthetic, train_test_split, check_images; chapter 1.
     """
     key = _ALIASES.get(name.lower(), name.lower()) if isinstance(name, str) else name
     if key not in DATASETS:
@@ -116,11 +150,36 @@ def load_dataset(
 
 
 def check_available(name: str = "digits", *, split: str = "train", root: str | os.PathLike | None = None) -> None:
-    """Raise what :func:`load_dataset` would for ``name`` and ``split``, without reading the data.
+    """Raise what :func:`load_dataset` would for ``name`` and ``split``, without reading the data (chapters 1–9, CLI).
 
     ``ValueError`` for an unknown name or split, ``FileNotFoundError`` (saying where the
     files belong) when a file-based dataset's files are missing. ``python -m vqlib`` calls
     it before running a sweep, so missing data stop the run before anything is computed.
+    Only the presence of the expected files (or their ``.gz`` versions) is checked, not
+    their content; ``"digits"`` and ``"synthetic"`` need no files.
+
+    Parameters
+    ----------
+    name : str, default "digits"
+        A dataset name or alias, as for :func:`load_dataset`.
+    split : {"train", "test", "all"}, default "train"
+    root : path, optional
+        As for :func:`load_dataset`.
+
+    Returns
+    -------
+    None
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``name`` or ``split``.
+    FileNotFoundError
+        When a file of the split is missing.
+
+    See also
+    --------
+    load_dataset; chapters 1–9 (``python -m vqlib run``).
     """
     key = _ALIASES.get(name.lower(), name.lower()) if isinstance(name, str) else name
     if key not in DATASETS:
@@ -143,7 +202,7 @@ def make_synthetic(
     seed: int = 0,
     return_labels: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Clustered toy images with known structure, for exact computations.
+    """Clustered toy images with known structure, for exact computations (chapter 1 onwards).
 
     Used from chapter 1 onwards, wherever a dataset with a known number of
     modes is needed. ``n_clusters`` distinct binary prototype images are drawn
@@ -151,6 +210,43 @@ def make_synthetic(
     plus Gaussian noise of standard deviation ``noise``, clipped to [0, 1].
     The labels are the cluster ids. Returns float32 images of shape
     ``(n, *shape)``, and the int64 labels if ``return_labels``.
+
+    That is, y_j ~ Uniform{0, …, n_clusters − 1} and x_j = clip(μ_{y_j} + noise·ε_j, 0, 1) with
+    ε_j ~ N(0, I) and μ the prototypes (:func:`synthetic_prototypes`). With the default
+    ``n_clusters``, ``shape`` and ``noise`` it equals
+    ``load_dataset("synthetic", split="train", n=n, seed=seed)``.
+
+    Parameters
+    ----------
+    n : int ≥ 1, default 512
+        Number of samples.
+    n_clusters : int ≥ 1, default 4
+        Number of prototypes, at most 2^(C·H·W).
+    shape : (C, H, W), default (1, 8, 8)
+        Image shape, three positive integers.
+    noise : float ≥ 0, default 0.1
+        Standard deviation of the Gaussian noise.
+    seed : int, default 0
+        Seeds the prototypes and the samples.
+    return_labels : bool, default False
+        Also return the labels.
+
+    Returns
+    -------
+    x : tensor (n, C, H, W), float32, values in [0, 1]
+    y : tensor (n,), int64
+        Only if ``return_labels``: ``(x, y)``.
+
+    Raises
+    ------
+    ValueError
+        Naming ``n`` or ``n_clusters`` when it is not an integer ≥ 1, ``shape`` when it is not
+        three positive integers, ``noise`` when it is not a finite number ≥ 0, and when
+        ``n_clusters`` exceeds the 2^(C·H·W) binary images.
+
+    See also
+    --------
+    synthetic_prototypes, load_dataset; chapter 1.
     """
     x, y = _synthetic(n, n_clusters=n_clusters, shape=shape, noise=noise, seed=seed, stream=0)
     return (x, y) if return_labels else x
@@ -159,10 +255,36 @@ def make_synthetic(
 def synthetic_prototypes(
     n_clusters: int = 4, *, shape: tuple[int, int, int] = (1, 8, 8), seed: int = 0
 ) -> torch.Tensor:
-    """The binary prototypes behind :func:`make_synthetic` with the same seed.
+    """The binary prototypes behind :func:`make_synthetic` with the same seed (chapter 1).
 
     Used in chapter 1 to compare learned codebooks with the true cluster
     centres; shape ``(n_clusters, *shape)``.
+    The prototypes are ``n_clusters`` distinct images with pixels in {0, 1}, each pixel a fair
+    coin, drawn from ``seed`` until ``n_clusters`` distinct ones are found, then shuffled so
+    that cluster ids carry no order.
+
+    Parameters
+    ----------
+    n_clusters : int ≥ 1, default 4
+        Number of prototypes, at most 2^(C·H·W).
+    shape : (C, H, W), default (1, 8, 8), keyword-only
+        Image shape, three positive integers.
+    seed : int, default 0, keyword-only
+        The seed given to :func:`make_synthetic`.
+
+    Returns
+    -------
+    tensor (n_clusters, C, H, W), float32, values in {0, 1}
+
+    Raises
+    ------
+    ValueError
+        Naming ``n_clusters`` when it is not an integer ≥ 1, ``shape`` when it is not three
+        positive integers, and when ``n_clusters`` exceeds the 2^(C·H·W) binary images.
+
+    See also
+    --------
+    make_synthetic; chapter 1.
     """
     _check_count(n_clusters, "n_clusters")
     shape = _check_shape(shape)
@@ -170,12 +292,39 @@ def synthetic_prototypes(
 
 
 def check_images(x, *, name: str = "x", in_shape: tuple[int, ...] | None = None) -> torch.Tensor:
-    """Check that ``x`` is a batch of images (N, C, H, W) with finite values in [0, 1].
+    """Check that ``x`` is a batch of images (N, C, H, W) with finite values in [0, 1] (chapter 1 onwards).
 
     Used across the library from chapter 1 onwards to validate inputs.
     Accepts a torch tensor or a numpy array of floating dtype and returns it
     as a float32 tensor; raises ``ValueError`` naming ``name`` otherwise.
     ``in_shape`` optionally fixes ``(C, H, W)``.
+    With x and the decoder's x̂ in [0, 1], the loss ‖x − x̂‖²/d lies in [0, 1], as every bound
+    needs: so N ≥ 1, 4 dimensions and every value finite with 0 ≤ x ≤ 1. Integer arrays are
+    refused rather than rescaled.
+
+    Parameters
+    ----------
+    x : tensor or numpy array (N, C, H, W), floating dtype
+        The images.
+    name : str, default "x", keyword-only
+        The argument's name in error messages.
+    in_shape : (C, H, W), optional, keyword-only
+        The image shape ``x`` must have.
+
+    Returns
+    -------
+    tensor (N, C, H, W), float32
+        ``x`` as a float32 tensor (a numpy array's memory is shared where no cast is needed).
+
+    Raises
+    ------
+    ValueError
+        Naming ``name`` when ``x`` is not a tensor or numpy array of floating dtype, not 4-D,
+        empty, of another image shape than ``in_shape``, not finite, or outside [0, 1].
+
+    See also
+    --------
+    load_dataset, vqlib.bounds.supersample.make_supersample; chapter 1.
     """
     if isinstance(x, np.ndarray):
         if not np.issubdtype(x.dtype, np.floating):
@@ -205,11 +354,37 @@ def check_images(x, *, name: str = "x", in_shape: tuple[int, ...] | None = None)
 
 
 def train_test_split(x: torch.Tensor | np.ndarray, n_train: int, *, seed: int = 0):
-    """Split ``x`` along its first axis into disjoint random parts.
+    """Split ``x`` along its first axis into disjoint random parts (chapter 1 onwards).
 
     Used from chapter 1 onwards to hold out data for the generalization gap.
     Returns ``(x_train, x_test)`` with ``n_train`` and ``len(x) - n_train``
     items; the same ``seed`` always gives the same split.
+    The training indices are the first ``n_train`` of a uniform random permutation of
+    range(N) (numpy's ``default_rng(seed)``), the test indices the rest; each part keeps
+    the order of ``x``. Both parts are non-empty.
+
+    Parameters
+    ----------
+    x : tensor or numpy array (N, ...)
+        The data, N ≥ 2.
+    n_train : int in [1, N − 1]
+        Size of the training part.
+    seed : int, default 0, keyword-only
+        Seed of the permutation.
+
+    Returns
+    -------
+    (x_train, x_test) : tuple, shapes (n_train, ...) and (N − n_train, ...)
+        Of the type of ``x``.
+
+    Raises
+    ------
+    ValueError
+        Naming ``n_train`` when it is not an integer in [1, N − 1].
+
+    See also
+    --------
+    load_dataset, vqlib.bounds.supersample.make_supersample; chapter 1.
     """
     n_train = _check_count(n_train, "n_train", high=len(x) - 1)
     order = _permutation(len(x), seed)

@@ -13,7 +13,21 @@ __all__ = ["default_device", "resolve_device", "has_accelerator"]
 
 
 def has_accelerator() -> bool:
-    """True when a CUDA (or Apple MPS) device can be used (chapter setup cells)."""
+    """True when a CUDA (or Apple MPS) device can be used (chapter setup cells).
+
+    ``torch.cuda.is_available()`` or, where torch has the MPS backend,
+    ``torch.backends.mps.is_available()``. It ignores ``VQLIB_DEVICE``. Unless ``VQLIB_PROFILE``
+    says otherwise, the profile (:func:`vqlib.sweeps.current_profile`) is ``quick`` on CI or
+    without an accelerator and ``full`` with one.
+
+    Returns
+    -------
+    bool
+
+    See also
+    --------
+    default_device, resolve_device, vqlib.sweeps.current_profile; chapters 1–9.
+    """
     if torch.cuda.is_available():
         return True
     mps = getattr(torch.backends, "mps", None)
@@ -21,9 +35,24 @@ def has_accelerator() -> bool:
 
 
 def default_device() -> torch.device:
-    """The device the book trains on: ``VQLIB_DEVICE`` if set, else CUDA, MPS, CPU.
+    """The device the book trains on: ``VQLIB_DEVICE`` if set, else CUDA, MPS, CPU (every chapter's setup cell).
 
     Used by every chapter's setup cell and as the default of :func:`vqlib.fit`.
+    The order is: a non-blank ``VQLIB_DEVICE`` (checked by :func:`resolve_device`), then the
+    first of CUDA, MPS and CPU that is available.
+
+    Returns
+    -------
+    torch.device
+
+    Raises
+    ------
+    ValueError
+        When ``VQLIB_DEVICE`` names a device that :func:`resolve_device` refuses.
+
+    See also
+    --------
+    resolve_device, has_accelerator; chapters 1–9.
     """
     wanted = os.environ.get("VQLIB_DEVICE", "").strip()
     if wanted:
@@ -37,11 +66,33 @@ def default_device() -> torch.device:
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """Turn ``None`` (the default device), a name or a ``torch.device`` into a device.
+    """Turn ``None`` (the default device), a name or a ``torch.device`` into a device (chapters 1–9).
 
     Raises ``ValueError`` naming ``device`` when the name is not a torch device, when
     it is not one vqlib trains on (``cpu``, ``cuda``, ``mps``; ``meta`` holds no data),
     or when it names an accelerator that this machine does not have.
+    :func:`vqlib.fit`, :func:`vqlib.models.fit_ensemble` and ``python -m vqlib run --device`` pass
+    their device through here, so a bad device is refused before anything is trained.
+
+    Parameters
+    ----------
+    device : str, torch.device or None
+        ``None`` for :func:`default_device`; else a torch device name such as ``"cpu"``,
+        ``"cuda"``, ``"cuda:1"`` or ``"mps"``, or a ``torch.device``.
+
+    Returns
+    -------
+    torch.device
+        Of type ``cpu``, ``cuda`` or ``mps``.
+
+    Raises
+    ------
+    ValueError
+        Naming ``device`` as above.
+
+    See also
+    --------
+    default_device, has_accelerator, vqlib.fit; chapters 1–9.
     """
     if device is None:
         return default_device()

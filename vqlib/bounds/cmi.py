@@ -49,6 +49,35 @@ def dv_cosh_bound(information: float, values) -> float:
     shrinks with the spread of the values, which makes it informative when losses are
     much smaller than their range. ``information`` must be a finite number ≥ 0 and
     ``values`` a non-empty array of finite real numbers (else ``ValueError``).
+
+    The lemma (chapter 2): for V and a fair coin U, E[(−1)^U h(V)] ≤ inf_λ (I(V;U) +
+    log E_V cosh(λ h(V))) / λ, since under P_V ⊗ P_U, E[e^{λ(−1)^U h(V)}] = E_V cosh(λ h(V)).
+    Here E_V is the mean over ``values`` (the sample's empirical law). The infimum over λ is
+    found by a bounded scalar search around λ ≈ sqrt(2 I / mean v²); the result is never
+    above the closed form sqrt(2 I)·max|v|, and values of extreme magnitude are rescaled by a
+    power of two (the bound scales exactly with v).
+
+    Parameters
+    ----------
+    information : float, finite, ≥ 0
+        I(V; U) in nats (e.g. a plug-in estimate from :func:`pair_terms`).
+    values : array (any shape, flattened), finite real numbers, non-empty
+        Draws of h(V); only |v| matters (cosh is even).
+
+    Returns
+    -------
+    float
+        The bound, ≥ 0; 0 when ``information`` is 0 or every value is 0.
+
+    Raises
+    ------
+    ValueError
+        Naming ``information`` when it is not a finite number ≥ 0, ``values`` when it is
+        empty, not finite, complex or not numbers.
+
+    See also
+    --------
+    pair_terms, sqrt_bound; chapter 2.
     """
     information = nonnegative_float(information, "information")
     v = np.abs(real_array(values, "values").reshape(-1))
@@ -100,6 +129,39 @@ def pair_terms(loss0, loss1, U, n_bins: int = 2) -> dict[str, float]:
     ``*_sqrt`` = sqrt(2 I) + err and the cosh bound ``*_cosh`` = DV(I, b) + err.
     Losses must lie in [0, 1] and mask bits in {0, 1} (else ``ValueError``), so every
     information is at most log 2 and every bound term is ≥ 0.
+
+    With Δ = loss1 − loss0 and G = (−1)^U Δ the pair's contribution to the gap (test minus
+    train), a binned statistic B and a value b = b(B) ∈ [−1, 1] with E|Δ − b| = err give
+    E[G] ≤ E[(−1)^U b] + err ≤ DV(I(B; U), b) + err ≤ sqrt(2 I(B; U)) + err. ``ld``: B the
+    quantile bin of Δ (:func:`vqlib.bounds.information.quantile_bins`), b its bin mean; ``e``:
+    B the pair of bins of loss0 and loss1, b = (bin mean of loss1) − (bin mean of loss0).
+    These are plug-in **estimates** (I is estimated from the m masks of one supersample);
+    certified values are in :mod:`vqlib.bounds.certificates`.
+
+    Parameters
+    ----------
+    loss0, loss1 : arrays (m,), values in [0, 1]
+        The losses ℓ(W_r, X̃_{i,0}) and ℓ(W_r, X̃_{i,1}) of run r = 1..m; m ≥ 2.
+    U : array (m,), values in {0, 1}
+        The pair's mask bit U_i in each run.
+    n_bins : int ≥ 1, default 2
+        The largest number of quantile bins per statistic.
+
+    Returns
+    -------
+    dict of float
+        Keys ``ld_mi``, ``ld_err``, ``ld_sqrt``, ``ld_cosh``, ``e_mi``, ``e_err``, ``e_sqrt``,
+        ``e_cosh``; informations in nats.
+
+    Raises
+    ------
+    ValueError
+        When a loss lies outside [0, 1], a mask bit is not 0 or 1, the three arrays are not
+        1-D of one length, m < 2, or ``n_bins`` is not an integer ≥ 1.
+
+    See also
+    --------
+    dv_cosh_bound, latent_kl_terms, vqlib.bounds.information.plugin_mi, vqlib.run_supersample; chapter 2.
     """
     loss0, loss1 = unit_array(loss0, "loss0", allow_empty=True), unit_array(loss1, "loss1", allow_empty=True)
     U = binary_array(U, "U", allow_empty=True)
@@ -143,6 +205,38 @@ def latent_kl_terms(posteriors, reference=None, aggregated=None, eps: float = 0.
 
     Every posterior must be a probability vector over the K codes (finite, ≥ 0, summing
     to 1), as must ``reference`` and ``aggregated``; else ``ValueError``.
+
+    Each term is E_m Σ_{b,l} KL(q_m(· | X̃_{i,b})_l ‖ π_{b,l}) with KL(q ‖ π) = Σ_k q_k log(q_k / π_k),
+    clipped at 0 against rounding; the bound of chapter 4 holds for any prior chosen
+    without the mask, which each of these priors is.
+
+    Parameters
+    ----------
+    posteriors : array (m, 2, L, K), m ≥ 2
+        Probability vectors over the K codes along the last axis (tolerance 1e-4).
+    reference : array (2, L, K), optional
+        The reference model's posteriors of the pair's two points.
+    aggregated : array (L, K), optional
+        The reference model's posterior averaged over the 2n supersample points.
+    eps : float in (0, 1), default 0.01
+        The smoothing weight ε of the uniform mixture.
+
+    Returns
+    -------
+    dict of float
+        ``kl_uniform`` and ``kl_marginal``, plus ``kl_reference`` and ``kl_aggregated`` when
+        those priors are given; nats, each ≥ 0, summed over the pair's 2 points and L positions.
+
+    Raises
+    ------
+    ValueError
+        When ``posteriors`` is not of shape (m ≥ 2, 2, L ≥ 1, K) or not probability vectors,
+        ``reference`` or ``aggregated`` has the wrong shape or is not probability vectors, or
+        ``eps`` is not in (0, 1).
+
+    See also
+    --------
+    pair_terms, vqlib.bounds.information.kl_categorical, vqlib.bounds.information.kl_to_uniform; chapter 4.
     """
     p = distributions(posteriors, "posteriors")
     if p.ndim != 4 or p.shape[0] < 2 or p.shape[1] != 2 or p.shape[2] < 1:
@@ -181,7 +275,30 @@ def sqrt_bound(mi_values: ArrayLike, Delta: float = 1.0) -> float | NDArray:
 
     The per-pair term of the e-CMI / loss-difference CMI bounds for a loss with
     range ``Delta``.  ``mi_values`` must be finite and ``>= 0``; negatives down to
-    ``-1e-9`` are rounding and are clipped to 0.
+    ``-1e-9`` are rounding and are clipped to 0.  It is the sub-Gaussian form of the lemma:
+    (−1)^U h(V) with |h| ≤ Delta gives E[g] ≤ Delta sqrt(2 I(V; U)), which
+    :func:`dv_cosh_bound` never exceeds.
+
+    Parameters
+    ----------
+    mi_values : float or array (any shape)
+        Informations I in nats, finite, ≥ 0.
+    Delta : float > 0, default 1.0
+        The range of the loss.
+
+    Returns
+    -------
+    float or array (same shape as ``mi_values``)
+
+    Raises
+    ------
+    ValueError
+        Naming ``mi_values`` when it is not finite or is below −1e-9, ``Delta`` when it is not
+        a finite number > 0.
+
+    See also
+    --------
+    cmi_bound, dv_cosh_bound, sample_cmi_bound; chapter 2, chapter 3.
     """
     mi = _mi_values(mi_values, "mi_values")
     Delta = positive_float(Delta, "Delta")
@@ -197,6 +314,28 @@ def cmi_bound(mi_values: ArrayLike, Delta: float = 1.0) -> float:
     value per pair, or per pair and supersample, since the expectation over the
     supersample sits outside the square root.  (The square root of an averaged
     MI is also valid, and larger, by Jensen.)
+
+    Parameters
+    ----------
+    mi_values : array (n,) or (S, n), or any shape
+        Per-pair informations I_i in nats (per pair, or per supersample and pair), finite, ≥ 0.
+    Delta : float > 0, default 1.0
+        The range of the loss.
+
+    Returns
+    -------
+    float
+        mean(Delta sqrt(2 I)) over all entries.
+
+    Raises
+    ------
+    ValueError
+        When ``mi_values`` is empty, not finite or below −1e-9, or ``Delta`` is not a finite
+        number > 0.
+
+    See also
+    --------
+    sqrt_bound, sample_cmi_bound, pair_terms; chapter 2, chapter 3.
     """
     mi = _mi_values(mi_values, "mi_values")
     if mi.size == 0:
@@ -205,11 +344,38 @@ def cmi_bound(mi_values: ArrayLike, Delta: float = 1.0) -> float:
 
 
 def sample_cmi_bound(cmi: float, n: int, Delta: float = 1.0) -> float:
-    """Whole-sample bound ``Delta * sqrt(2 I / n)`` (chapters 2 and 4).
+    """Whole-sample bound ``Delta * sqrt(2 I / n)`` (chapters 2 and 4; chapter 5 for the permutation).
 
     For the supersample CMI ``I = I(W; U | X~)`` of ``n`` pairs, and for the
     permutation supersample with ``I = I(W; T | X~) <= log C(2n, n)``, where the
-    train-minus-test mean is ``(Delta / sqrt(n))``-sub-Gaussian.
+    train-minus-test mean is ``(Delta / sqrt(n))``-sub-Gaussian.  Then
+    gen ≤ inf_λ (I + λ² Delta² / (2n)) / λ = Delta sqrt(2 I / n) for a loss in [0, Delta].
+    With I the information given one supersample x̃, the mean of this bound over
+    supersamples is E_X̃ Delta sqrt(2 I^X̃ / n), smaller (by Jensen) than the bound of the
+    averaged information I(W; U | X̃); both are valid.
+
+    Parameters
+    ----------
+    cmi : float, finite, ≥ 0
+        The whole-sample information I in nats (down to −1e-9 is rounding, clipped to 0).
+    n : int ≥ 1
+        The number of pairs (training points).
+    Delta : float > 0, default 1.0
+        The range of the loss.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError
+        Naming ``cmi`` when it is not finite or is below −1e-9, ``n`` when it is not an integer
+        ≥ 1, ``Delta`` when it is not a finite number > 0.
+
+    See also
+    --------
+    cmi_bound, sqrt_bound, vqlib.bounds.supersample.draw_permutation; chapter 2, chapter 4, chapter 5.
     """
     value = float(_mi_values(cmi, "cmi"))
     n = positive_int(n, "n")

@@ -16,7 +16,7 @@ __all__ = ["test_set_bound"]
 
 
 def test_set_bound(test_losses: ArrayLike, delta: float = 0.05) -> dict[str, float]:
-    """Held-out test-set upper bounds on the expected loss (chapter 2 baseline).
+    """Held-out test-set upper bounds on the expected loss (chapter 2 baseline; chapters 7, 9).
 
     For ``m`` i.i.d. losses in ``[0, 1]`` with empirical mean ``q``, each of the
     following holds with probability at least ``1 - delta`` over the test set:
@@ -32,8 +32,29 @@ def test_set_bound(test_losses: ArrayLike, delta: float = 0.05) -> dict[str, flo
     Bernoulli with the same mean.  By Pinsker (``kl >= 2 (p - q)^2``) the kl bound
     is never above the Hoeffding one.
 
-    Returns a dict with keys ``m``, ``mean``, ``delta``, ``hoeffding`` and
-    ``kl_inverse``.
+    The losses must not have been seen by the training that produced the model.
+
+    Parameters
+    ----------
+    test_losses : array (m,) or any shape (flattened), values in [0, 1]
+        The held-out losses, m ≥ 1.
+    delta : float in (0, 1), default 0.05
+        The allowed failure probability.
+
+    Returns
+    -------
+    dict
+        Keys ``m`` (int), ``mean`` (q), ``delta``, ``hoeffding`` and ``kl_inverse`` (floats).
+
+    Raises
+    ------
+    ValueError
+        When ``test_losses`` is empty, holds a value outside [0, 1] (NaN included), complex
+        values or non-numbers, or ``delta`` is not in (0, 1).
+
+    See also
+    --------
+    vqlib.bounds.information.kl_inverse_upper, vqlib.bounds.information.kl_bernoulli; chapter 2, chapter 7.
     """
     losses = real_array(test_losses, "test_losses", finite=False, allow_empty=True).ravel()
     if losses.size == 0:

@@ -15,7 +15,7 @@ This module serves chapters 2-4 of the book. Everything is in natural logarithms
   the latent-variable bounds.
 * The binary kl and its inverses (:func:`kl_bernoulli`, :func:`kl_inverse_upper`,
   :func:`kl_inverse_lower`) behind the held-out test-set bound
-  (:func:`vqlib.bounds.test_set_bound`), the practical reference every bound is compared with.
+  (:func:`vqlib.bounds.held_out.test_set_bound`), the practical reference every bound is compared with.
 
 The bounds built from these measures live beside this module: :mod:`vqlib.bounds.cmi`
 (mutual information to generalization bounds), :mod:`vqlib.bounds.held_out`.
@@ -160,7 +160,28 @@ def entropy(a: ArrayLike) -> float:
     """Plug-in (empirical) entropy of a 1-D integer array, in nats (chapter 2).
 
     ``H(a) = -sum_k p_k log p_k`` with ``p_k`` the empirical frequency of label
-    ``k``.  Labels need not be ``0..k-1``.
+    ``k``.  Labels need not be ``0..k-1``.  The result lies in [0, log k] for k distinct
+    labels; as an estimate of the entropy of the law it is biased low (Miller–Madow).
+
+    Parameters
+    ----------
+    a : array (m,), integer labels
+        Integer or bool dtype, or floats with integral values; non-empty.
+
+    Returns
+    -------
+    float
+        H(a) in nats, ≥ 0.
+
+    Raises
+    ------
+    ValueError
+        Naming ``a`` when it is not 1-D, is empty or ragged, or holds NaN, inf, non-integral
+        floats or a non-numeric dtype.
+
+    See also
+    --------
+    plugin_mi, categorical_entropy; chapter 2.
     """
     codes, _ = _encode(_as_labels(a, "a"))
     return _entropy_from_counts(np.bincount(codes))
@@ -173,24 +194,64 @@ def plugin_mi(a: ArrayLike, b: ArrayLike) -> float:
     joint and marginal frequencies of the contingency table.  It estimates the
     per-pair term ``I(V_i; U_i)`` of the e-CMI / loss-difference CMI bounds from
     ``m`` draws of a discrete statistic ``V_i`` and the mask ``U_i``; it is biased
-    upward by about :func:`mi_bias`.
+    upward by about :func:`mi_bias`.  It is at most min(log k_a, log k_b) for k_a and k_b
+    distinct labels, so at most log 2 against a binary mask.
 
-    Both arrays must be 1-D, non-empty, of equal length and hold integer labels
-    (integer or bool dtype, or floats with integral values); labels are arbitrary.
-    Tiny negative rounding is clipped, so the result is ``>= 0``.
+    Parameters
+    ----------
+    a, b : arrays (m,), integer labels
+        1-D, non-empty, of equal length, holding integer labels (integer or bool dtype,
+        or floats with integral values); labels are arbitrary.
+
+    Returns
+    -------
+    float
+        I(a; b) in nats.  Tiny negative rounding is clipped, so the result is ``>= 0``.
+
+    Raises
+    ------
+    ValueError
+        Naming ``a`` or ``b`` when it is not 1-D, empty, ragged or not integer labels, and
+        when the two lengths differ.
+
+    See also
+    --------
+    mi_bias, plugin_mi_corrected, shuffled_null, bootstrap_mi, quantile_bins; chapter 2, chapter 3.
     """
     codes_a, k_a, codes_b, k_b = _paired_codes(a, b)
     return _mi_from_codes(codes_a, k_a, codes_b, k_b)
 
 
 def mi_bias(k_a: int, k_b: int, m: int) -> float:
-    """First-order bias of the plug-in MI under independence (chapter 3, pitfalls).
+    """First-order bias of the plug-in MI under independence (chapters 2–3).
 
     ``E[I_plugin] ~ (k_a - 1)(k_b - 1) / (2 m)`` for a ``k_a``-valued and a
     ``k_b``-valued variable observed ``m`` times (Miller-Madow applied to
     ``H(a) + H(b) - H(a, b)``; ``2 m I_plugin`` is asymptotically chi-square with
     ``(k_a - 1)(k_b - 1)`` degrees of freedom).  Against a binary mask this is
-    ``(k - 1) / (2 m)``.
+    ``(k - 1) / (2 m)``.  It is a first-order, large-m formula: at few masks the
+    shuffled null (:func:`shuffled_null`) can lie above it.
+
+    Parameters
+    ----------
+    k_a, k_b : int ≥ 1
+        The numbers of values of the two variables.
+    m : int ≥ 1
+        The number of joint observations.
+
+    Returns
+    -------
+    float
+        (k_a − 1)(k_b − 1) / (2m), in nats.
+
+    Raises
+    ------
+    ValueError
+        Naming ``k_a``, ``k_b`` or ``m`` when it is not an integer ≥ 1.
+
+    See also
+    --------
+    plugin_mi, plugin_mi_corrected, shuffled_null; chapter 2, chapter 3.
     """
     k_a = positive_int(k_a, "k_a")
     k_b = positive_int(k_b, "k_b")
@@ -202,7 +263,27 @@ def plugin_mi_corrected(a: ArrayLike, b: ArrayLike) -> float:
     """Bias-corrected plug-in MI, ``max(0, I_plugin - mi_bias)`` (chapter 3).
 
     The bias uses the observed numbers of distinct values of ``a`` and ``b`` and
-    the sample size ``m``: ``(k_a - 1)(k_b - 1) / (2 m)``.
+    the sample size ``m``: ``(k_a - 1)(k_b - 1) / (2 m)``.  The correction is first-order
+    only (Miller–Madow); the result is an estimate, not a bound in either direction.
+
+    Parameters
+    ----------
+    a, b : arrays (m,), integer labels
+        As for :func:`plugin_mi`.
+
+    Returns
+    -------
+    float
+        max(0, I_plugin(a; b) − (k_a − 1)(k_b − 1) / (2m)), in nats.
+
+    Raises
+    ------
+    ValueError
+        As :func:`plugin_mi` does.
+
+    See also
+    --------
+    plugin_mi, mi_bias; chapter 3.
     """
     codes_a, k_a, codes_b, k_b = _paired_codes(a, b)
     raw = _mi_from_codes(codes_a, k_a, codes_b, k_b)
@@ -210,7 +291,7 @@ def plugin_mi_corrected(a: ArrayLike, b: ArrayLike) -> float:
 
 
 def quantile_bins(values: ArrayLike, n_bins: int) -> NDArray:
-    """Discretise a continuous 1-D statistic into at most ``n_bins`` quantile bins.
+    """Discretise a continuous 1-D statistic into at most ``n_bins`` quantile bins (chapters 2–3).
 
     Chapter 3: loss differences are binned before estimating their MI with the
     binary mask, keeping the alphabet (and so the plug-in bias) small.  Bin edges
@@ -218,6 +299,31 @@ def quantile_bins(values: ArrayLike, n_bins: int) -> NDArray:
     to an edge goes to the upper bin, so tied values always share a bin.  Duplicate
     edges (heavy ties) merge bins, and labels are renumbered ``0..k-1`` with
     ``k <= n_bins`` the number of non-empty bins, in increasing order of value.
+    The bins are a function of the values alone, so by data processing
+    I(bin(V); U) ≤ I(V; U); :func:`vqlib.bounds.cmi.pair_terms` adds the discretisation
+    error so that the bound stays valid.
+
+    Parameters
+    ----------
+    values : array (m,), finite real numbers
+        The statistic, one value per draw (e.g. per mask).
+    n_bins : int ≥ 1
+        The largest number of bins.
+
+    Returns
+    -------
+    array (m,), int64
+        Bin labels in 0..k−1, k ≤ n_bins, increasing with the value.
+
+    Raises
+    ------
+    ValueError
+        Naming ``values`` when it is not a non-empty 1-D array of finite real numbers,
+        ``n_bins`` when it is not an integer ≥ 1.
+
+    See also
+    --------
+    plugin_mi, mi_bias, vqlib.bounds.cmi.pair_terms; chapter 2, chapter 3.
     """
     arr = real_array(values, "values", finite=False, allow_empty=True)
     if arr.ndim != 1 or arr.size == 0:
@@ -238,12 +344,36 @@ def quantile_bins(values: ArrayLike, n_bins: int) -> NDArray:
 def shuffled_null(
     a: ArrayLike, b: ArrayLike, n_shuffles: int = 200, seed: int = 0
 ) -> NDArray:
-    """Plug-in MI of ``a`` against random permutations of ``b`` (chapter 3).
+    """Plug-in MI of ``a`` against random permutations of ``b`` (chapters 2–3).
 
     The shuffled-mask null: permuting the mask keeps both marginals and destroys
     the dependence, so these values show the size of the plug-in bias and noise
     at this ``m`` and these alphabets.  An estimate inside this spread carries no
-    evidence of information.  Returns an array of ``n_shuffles`` values.
+    evidence of information.  Each value is I_plugin(a; b∘π_r) for a uniform permutation π_r
+    drawn by ``default_rng(seed)``; their mean is near :func:`mi_bias` when m is large.
+
+    Parameters
+    ----------
+    a, b : arrays (m,), integer labels
+        As for :func:`plugin_mi`; ``b`` (the mask) is permuted.
+    n_shuffles : int ≥ 1, default 200
+        The number of permutations.
+    seed : int, default 0
+        Seed of the permutations.
+
+    Returns
+    -------
+    array (n_shuffles,), float
+        The plug-in MI of each shuffle, in nats, each ≥ 0.
+
+    Raises
+    ------
+    ValueError
+        As :func:`plugin_mi` does, and naming ``n_shuffles`` when it is not an integer ≥ 1.
+
+    See also
+    --------
+    plugin_mi, mi_bias, bootstrap_mi; chapter 2, chapter 3.
     """
     codes_a, k_a, codes_b, k_b = _paired_codes(a, b)
     n_shuffles = positive_int(n_shuffles, "n_shuffles")
@@ -260,13 +390,41 @@ def bootstrap_mi(
     seed: int = 0,
     level: float = 0.95,
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval for the plug-in MI (chapter 3).
+    """Percentile bootstrap interval for the plug-in MI (chapters 2–3).
 
     Resamples the ``m`` pairs ``(a_j, b_j)`` with replacement ``n_boot`` times and
     returns the ``(1 - level)/2`` and ``(1 + level)/2`` quantiles of the plug-in
     MI.  It shows sampling variability only: resampling adds its own upward
     bias, so for near-independent data the interval can sit above the plug-in
-    estimate.  Use :func:`shuffled_null` to judge independence.
+    estimate.  Use :func:`shuffled_null` to judge independence.  It is not a confidence
+    interval for the true information (for certified values see
+    :mod:`vqlib.bounds.certificates`).
+
+    Parameters
+    ----------
+    a, b : arrays (m,), integer labels
+        As for :func:`plugin_mi`.
+    n_boot : int ≥ 1, default 200
+        The number of resamples.
+    seed : int, default 0
+        Seed of the resampling.
+    level : float in (0, 1), default 0.95
+        The nominal coverage of the interval.
+
+    Returns
+    -------
+    (low, high) : tuple of floats
+        The two quantiles, in nats.
+
+    Raises
+    ------
+    ValueError
+        As :func:`plugin_mi` does, naming ``n_boot`` when it is not an integer ≥ 1 and
+        ``level`` when it is not in (0, 1).
+
+    See also
+    --------
+    plugin_mi, shuffled_null; chapter 2, chapter 3.
     """
     codes_a, k_a, codes_b, k_b = _paired_codes(a, b)
     n_boot = positive_int(n_boot, "n_boot")
@@ -299,6 +457,28 @@ def categorical_entropy(p: ArrayLike) -> float | NDArray:
 
     ``0 log 0 = 0``.  Rows must be non-negative and sum to 1.  Used for the
     per-input entropy of an LV posterior and for code perplexity ``exp(H)``.
+    Each value lies in [0, log K] for K categories.
+
+    Parameters
+    ----------
+    p : array (..., K)
+        Categorical distributions along the last axis: finite, ≥ 0, each row summing to 1
+        within ``SUM_TOL`` (1e-6).
+
+    Returns
+    -------
+    float or array (...)
+        H(p) in nats, one per row; a float for a single distribution.
+
+    Raises
+    ------
+    ValueError
+        Naming ``p`` when it is 0-d or has an empty last axis, is not finite, has a negative
+        entry or a row not summing to 1.
+
+    See also
+    --------
+    kl_to_uniform, kl_categorical, entropy; chapter 4.
     """
     return _scalar_or_array(_row_entropy(_distribution(p, "p")))
 
@@ -309,7 +489,30 @@ def kl_categorical(p: ArrayLike, q: ArrayLike) -> float | NDArray:
     The KL-to-prior term of the latent-variable (data-dependent prior) bounds.
     Leading axes broadcast; ``0 log(0/q) = 0`` and the result is ``inf`` where
     some ``p_k > 0`` has ``q_k = 0``.  Rows of both arguments must be
-    non-negative and sum to 1 within ``1e-6``.
+    non-negative and sum to 1 within ``1e-6``.  KL ≥ 0 (Gibbs' inequality); rounding
+    below 0 is clipped.
+
+    Parameters
+    ----------
+    p : array (..., K)
+        Posteriors (categorical distributions along the last axis).
+    q : array (..., K)
+        Priors, same K; leading axes broadcast with those of ``p``.
+
+    Returns
+    -------
+    float or array (broadcast leading shape)
+        KL(p ‖ q) in nats, ≥ 0, possibly ``inf``; a float for a single pair of rows.
+
+    Raises
+    ------
+    ValueError
+        Naming ``p`` or ``q`` when it is not a finite array of distributions (as
+        :func:`categorical_entropy`), and when the numbers of categories differ.
+
+    See also
+    --------
+    kl_to_uniform, categorical_entropy, vqlib.bounds.cmi.latent_kl_terms; chapter 4.
     """
     p_arr = _distribution(p, "p")
     q_arr = _distribution(q, "q")
@@ -327,7 +530,26 @@ def kl_to_uniform(p: ArrayLike) -> float | NDArray:
 
     With the uniform LV prior this is the per-position KL term; summed over the
     ``L`` positions it is ``L log K - H`` per input, which does not shrink with
-    ``n``.
+    ``n``.  Each value lies in [0, log K]; rounding below 0 is clipped.
+
+    Parameters
+    ----------
+    p : array (..., K)
+        Categorical distributions along the last axis (as for :func:`categorical_entropy`).
+
+    Returns
+    -------
+    float or array (...)
+        log K − H(p) in nats, one per row; a float for a single distribution.
+
+    Raises
+    ------
+    ValueError
+        Naming ``p`` as :func:`categorical_entropy` does.
+
+    See also
+    --------
+    kl_categorical, categorical_entropy, vqlib.bounds.cmi.latent_kl_terms; chapter 4.
     """
     p_arr = _distribution(p, "p")
     kl = np.log(p_arr.shape[-1]) - _row_entropy(p_arr)
@@ -335,7 +557,7 @@ def kl_to_uniform(p: ArrayLike) -> float | NDArray:
 
 
 # ---------------------------------------------------------------------------
-# Binary kl, its inverses, and the held-out test-set bound (chapter 2 baseline)
+# Binary kl and its inverses, behind the held-out test-set bound (held_out.py; chapter 2 baseline)
 # ---------------------------------------------------------------------------
 
 
@@ -352,7 +574,31 @@ def kl_bernoulli(q: ArrayLike, p: ArrayLike) -> float | NDArray:
 
     Vectorised with broadcasting; ``0 log 0 = 0``, so ``kl(0 || p) = -log(1-p)``
     and ``kl(1 || p) = -log p``; ``inf`` when ``p`` is 0 or 1 and ``q`` differs.
-    Both arguments must lie in ``[0, 1]``.
+    Both arguments must lie in ``[0, 1]``.  It is the KL between Bernoulli(q) and
+    Bernoulli(p), ≥ 2 (q − p)² by Pinsker, and the rate of the Chernoff bound behind
+    :func:`vqlib.bounds.held_out.test_set_bound`.
+
+    Parameters
+    ----------
+    q : float or array, values in [0, 1]
+        The empirical mean (first argument).
+    p : float or array, values in [0, 1]
+        The true mean (second argument); broadcasts with ``q``.
+
+    Returns
+    -------
+    float or array (broadcast shape)
+        kl(q ‖ p) in nats, ≥ 0, possibly ``inf``.
+
+    Raises
+    ------
+    ValueError
+        Naming ``q`` or ``p`` when it holds a value outside [0, 1] (NaN included), a complex
+        value or something that is not a number.
+
+    See also
+    --------
+    kl_inverse_upper, kl_inverse_lower, vqlib.bounds.held_out.test_set_bound; chapter 2.
     """
     q_arr = _unit_interval(q, "q")
     p_arr = _unit_interval(p, "p")
@@ -390,7 +636,30 @@ def kl_inverse_upper(q: ArrayLike, c: ArrayLike) -> float | NDArray:
     width ``1e-12`` and returns the outer end, so the result is never below the
     exact inverse (a bound built on it stays valid).  ``c = 0`` gives ``q``;
     a large ``c`` gives 1.  Vectorised over broadcast ``q`` and ``c``;
-    ``q`` must lie in ``[0, 1]`` and ``c >= 0``.
+    ``q`` must lie in ``[0, 1]`` and ``c >= 0``.  With q a mean of m losses in [0, 1] and
+    c = log(1/δ)/m, kl⁻¹(q, c) bounds the true mean with probability ≥ 1 − δ.
+
+    Parameters
+    ----------
+    q : float or array, values in [0, 1]
+        The empirical mean.
+    c : float or array, ≥ 0
+        The level (``inf`` allowed); broadcasts with ``q``.
+
+    Returns
+    -------
+    float or array (broadcast shape)
+        The upper inverse, in [q, 1].
+
+    Raises
+    ------
+    ValueError
+        Naming ``q`` when it holds a value outside [0, 1] (NaN included), ``c`` when it is
+        negative or NaN; either when it is complex or not a number.
+
+    See also
+    --------
+    kl_inverse_lower, kl_bernoulli, vqlib.bounds.held_out.test_set_bound; chapter 2.
     """
     q_arr, c_arr = _kl_inverse_args(q, c)
     p = _bisect(q_arr, c_arr, q_arr, np.ones_like(q_arr), upper=True)
@@ -401,7 +670,29 @@ def kl_inverse_lower(q: ArrayLike, c: ArrayLike) -> float | NDArray:
     """Smallest ``p`` in ``[0, q]`` with ``kl(q || p) <= c`` (chapter 2).
 
     Mirror of :func:`kl_inverse_upper`: bisection to width ``1e-12`` returning the
-    outer (lower) end.  ``c = 0`` gives ``q``; a large ``c`` gives 0.
+    outer (lower) end, so the result is never above the exact inverse.  ``c = 0`` gives
+    ``q``; a large ``c`` gives 0.  ``p -> kl(q || p)`` decreases on ``[0, q]``.
+
+    Parameters
+    ----------
+    q : float or array, values in [0, 1]
+        The empirical mean.
+    c : float or array, ≥ 0
+        The level (``inf`` allowed); broadcasts with ``q``.
+
+    Returns
+    -------
+    float or array (broadcast shape)
+        The lower inverse, in [0, q].
+
+    Raises
+    ------
+    ValueError
+        As :func:`kl_inverse_upper` does.
+
+    See also
+    --------
+    kl_inverse_upper, kl_bernoulli; chapter 2.
     """
     q_arr, c_arr = _kl_inverse_args(q, c)
     p = _bisect(q_arr, c_arr, np.zeros_like(q_arr), q_arr, upper=False)

@@ -24,7 +24,31 @@ __all__ = ["Supersample", "make_supersample", "draw_mask", "draw_permutation", "
 
 @dataclass(frozen=True)
 class Supersample:
-    """n pairs of inputs drawn without replacement from a data set."""
+    """The supersample X̃: n pairs of inputs drawn without replacement from a data set (chapters 2–5).
+
+    X̃ = (X̃_{i,b}), i = 1..n, b ∈ {0, 1}: a mask U ∈ {0,1}^n trains on X̃_{i,U_i} and keeps
+    X̃_{i,1−U_i} as the pair's test ghost (:func:`split`); a permutation T of the 2n points
+    trains on the first n of :meth:`flat` indexed by T (:func:`split_by_permutation`).
+    Build it with :func:`make_supersample`, which keeps its seed with it.
+
+    Parameters
+    ----------
+    points : tensor (n, 2, C, H, W)
+        The pairs; ``points[i, b]`` is X̃_{i,b}.
+    source_index : array (n, 2), int
+        Row of each point in the data set it came from (2n distinct rows).
+    supersample_seed : int
+        The seed that drew X̃ (apart from ``mask_seed`` and ``train_seed``).
+
+    Attributes
+    ----------
+    n : int
+        The number of pairs, ``points.shape[0]``.
+
+    See also
+    --------
+    make_supersample, split, split_by_permutation, flat; chapter 2, chapter 5.
+    """
 
     points: Tensor  # (n, 2, C, H, W)
     source_index: np.ndarray  # (n, 2): row of each point in the data set it came from
@@ -42,7 +66,34 @@ class Supersample:
 def make_supersample(x, n: int, *, supersample_seed: int) -> Supersample:
     """Draw X̃: 2n distinct rows of ``x``, arranged as n pairs (chapter 2).
 
-    Raises ``ValueError`` naming ``n`` when n < 1 or 2n exceeds the data.
+    The 2n rows are drawn uniformly without replacement (numpy's ``default_rng(supersample_seed)``)
+    and paired in the order drawn: X̃_{i,0}, X̃_{i,1} = x[rows[i, 0]], x[rows[i, 1]]. Under a fair
+    mask the training half X̃_{i,U_i} and the ghosts X̃_{i,1−U_i} are then two disjoint random
+    samples of size n, and the gap of chapter 2 is ghost loss minus training loss.
+
+    Parameters
+    ----------
+    x : tensor or array (N, C, H, W), floating, values in [0, 1]
+        The data set (checked by :func:`vqlib.data.check_images`).
+    n : int ≥ 1
+        Number of pairs; 2n ≤ N.
+    supersample_seed : int in [0, 2⁶³ − 1], keyword-only
+        Seed of the draw.
+
+    Returns
+    -------
+    Supersample
+        ``points`` (n, 2, C, H, W) float32, ``source_index`` (n, 2), ``supersample_seed``.
+
+    Raises
+    ------
+    ValueError
+        Naming ``n`` when n < 1 or 2n exceeds the data, naming ``x`` when it is not a batch of
+        images in [0, 1], naming ``supersample_seed`` when it is not a valid seed.
+
+    See also
+    --------
+    Supersample, draw_mask, split, draw_permutation; chapter 2.
     """
     x = check_images(x, name="x")
     n = positive_int(n, "n")
@@ -55,14 +106,66 @@ def make_supersample(x, n: int, *, supersample_seed: int) -> Supersample:
 
 
 def draw_mask(n: int, *, mask_seed: int) -> np.ndarray:
-    """U ∈ {0,1}^n with independent fair coins (chapter 2)."""
+    """U ∈ {0,1}^n with independent fair coins (chapter 2).
+
+    U_1, …, U_n i.i.d. uniform on {0, 1}, drawn by numpy's ``default_rng(mask_seed)``; U_i picks the
+    training point X̃_{i,U_i} of pair i. The supersample CMI bounds need U independent of X̃, which
+    a seed kept apart from ``supersample_seed`` and ``train_seed`` gives.
+
+    Parameters
+    ----------
+    n : int ≥ 1
+        Number of pairs.
+    mask_seed : int in [0, 2⁶³ − 1], keyword-only
+        Seed of the coins.
+
+    Returns
+    -------
+    array (n,), int64, values in {0, 1}
+
+    Raises
+    ------
+    ValueError
+        Naming ``n`` when it is not an integer ≥ 1, ``mask_seed`` when it is not a valid seed.
+
+    See also
+    --------
+    split, draw_permutation, make_supersample; chapter 2.
+    """
     n = positive_int(n, "n")
     seed = check_seed(mask_seed, "mask_seed")
     return np.random.default_rng(seed).integers(0, 2, size=n)
 
 
 def draw_permutation(n: int, *, mask_seed: int) -> np.ndarray:
-    """T: a uniform permutation of the 2n supersample points (chapter 5)."""
+    """T: a uniform permutation of the 2n supersample points (chapter 5).
+
+    T is uniform on the (2n)! orderings of range(2n) (numpy's ``default_rng(mask_seed)``); the n
+    points T[:n] of :meth:`Supersample.flat` are trained on, the other n are the test points
+    (:func:`split_by_permutation`). It replaces the n coins of :func:`draw_mask`: the training set
+    is a uniform n-subset of the 2n points, drawn without replacement.
+
+    Parameters
+    ----------
+    n : int ≥ 1
+        Number of pairs (the permutation is of 2n points).
+    mask_seed : int in [0, 2⁶³ − 1], keyword-only
+        Seed of the permutation.
+
+    Returns
+    -------
+    array (2n,), int64
+        A permutation of range(2n).
+
+    Raises
+    ------
+    ValueError
+        Naming ``n`` when it is not an integer ≥ 1, ``mask_seed`` when it is not a valid seed.
+
+    See also
+    --------
+    split_by_permutation, draw_mask; chapter 5.
+    """
     n = positive_int(n, "n")
     seed = check_seed(mask_seed, "mask_seed")
     return np.random.default_rng(seed).permutation(2 * n)
@@ -78,14 +181,63 @@ def _check_mask(U, n: int) -> np.ndarray:
 
 
 def split(ss: Supersample, U) -> tuple[Tensor, Tensor]:
-    """(training points X̃_{i,U_i}, test ghosts X̃_{i,1−U_i}), each (n, C, H, W)."""
+    """The training points X̃_{i,U_i} and the test ghosts X̃_{i,1−U_i} of a mask (chapter 2).
+
+    For each pair i the mask bit U_i picks the training point; the other point of the pair is its
+    ghost, so the training set and the ghosts are disjoint and each holds one point per pair.
+
+    Parameters
+    ----------
+    ss : Supersample
+        The supersample, n pairs.
+    U : array (n,), values in {0, 1}
+        The mask (:func:`draw_mask`).
+
+    Returns
+    -------
+    (train, test) : tuple of tensors, each (n, C, H, W)
+        ``train[i] = X̃_{i,U_i}``, ``test[i] = X̃_{i,1−U_i}``.
+
+    Raises
+    ------
+    ValueError
+        When ``U`` does not have shape (n,) or holds a value other than 0 and 1.
+
+    See also
+    --------
+    draw_mask, make_supersample, split_by_permutation; chapter 2.
+    """
     U = torch.as_tensor(_check_mask(U, ss.n))
     rows = torch.arange(ss.n)
     return ss.points[rows, U], ss.points[rows, 1 - U]
 
 
 def split_by_permutation(ss: Supersample, T) -> tuple[Tensor, Tensor]:
-    """(the n points T[:n] of the flattened supersample, the other n) (chapter 5)."""
+    """The n points T[:n] of the flattened supersample and the other n (chapter 5).
+
+    The flattened supersample is :meth:`Supersample.flat`, whose point 2i + b is X̃_{i,b}; the
+    training set is (X̃_flat[T_j])_{j<n} and the test set (X̃_flat[T_j])_{j≥n}, in the order of T.
+
+    Parameters
+    ----------
+    ss : Supersample
+        The supersample, n pairs (2n points).
+    T : array (2n,), int
+        A permutation of range(2n) (:func:`draw_permutation`).
+
+    Returns
+    -------
+    (train, test) : tuple of tensors, each (n, C, H, W)
+
+    Raises
+    ------
+    ValueError
+        When ``T`` is not a permutation of range(2n).
+
+    See also
+    --------
+    draw_permutation, split; chapter 5.
+    """
     T = np.asarray(T)
     if sorted(T.tolist()) != list(range(2 * ss.n)):
         raise ValueError(f"T must be a permutation of range({2 * ss.n})")

@@ -31,7 +31,17 @@ _LARGE, _SMALL = 2.0**300, 2.0**-300
 
 
 class W2NotConverged(ValueError):
-    """POT's exact solver stopped before optimality, even with the largest budget tried."""
+    """POT's exact solver stopped before optimality, even with the largest budget tried (chapter 7).
+
+    Raised by :func:`w2` after its last retry, so that an unconverged (too small) transport
+    cost is never returned as W2. A subclass of ``ValueError``: ``except ValueError`` catches
+    it with the other input errors. The message gives the problem size, the last
+    ``numItermax`` and POT's warning or result code.
+
+    See also
+    --------
+    w2; chapter 7.
+    """
 
 
 def _points(x, name: str) -> np.ndarray:
@@ -53,26 +63,48 @@ def _sorted_rows(arr: np.ndarray) -> np.ndarray:
 
 
 def w2(x, y, *, num_itermax: int = 10_000_000, retries: int = 2) -> float:
-    """Exact W2 (not squared) between the empirical laws of the rows of ``x`` and ``y``.
+    """Exact W2 (not squared) between the empirical laws of the rows of ``x`` and ``y`` (chapter 7).
 
     Chapter 7 measures generated samples against test samples with it, next to the
     reference W2 between two disjoint real samples of the same size.
 
+    W2(x, y) = sqrt(min_γ Σ_ij γ_ij ‖x_i − y_j‖²) over couplings γ ≥ 0 with row sums 1/n and
+    column sums 1/m, solved by POT's network simplex (``ot.emd2``) on squared Euclidean costs
+    computed from differences (scipy's ``cdist``), so that W2(x, x) is not lost to cancellation.
+    A solve that is not "optimal", or that warns, is retried with a ten times larger budget.
+    Points of very large or very small magnitude are rescaled by a power of two before
+    solving (W2(cx, cy) = c W2(x, y), exactly). The solver is exact up to float64 rounding
+    relative to the largest squared distance; two samples holding the same points (in any
+    order) give exactly 0.
+
     Parameters
     ----------
-    x, y : arrays or tensors of shape (n, ...) and (m, ...): n and m points (rows), each
-        flattened to a vector; a 1-D array holds n points on the line. The sizes may
-        differ; the dimensions after flattening must agree.
-    num_itermax : the solver's first iteration budget (POT's ``numItermax``).
-    retries : how many times to retry with a ten times larger budget before raising.
+    x, y : arrays or tensors of shape (n, ...) and (m, ...)
+        n and m points (rows), each flattened to a vector; a 1-D array holds n points on
+        the line. The sizes may differ; the dimensions after flattening must agree.
+    num_itermax : number in [1, 2⁶³ − 1], default 10_000_000
+        The solver's first iteration budget (POT's ``numItermax``).
+    retries : int ≥ 0, default 2
+        How many times to retry with a ten times larger budget before raising.
 
-    Returns the distance ``sqrt(min_γ Σ_ij γ_ij ‖x_i − y_j‖²)`` over couplings γ of the
-    uniform weights 1/n and 1/m. Raises ``ValueError`` for empty inputs, NaN, infinite or
-    complex values, points of different dimensions, a distance beyond float64's range,
-    and :class:`W2NotConverged` if the solver does not reach optimality. Points of very
-    large or very small magnitude are rescaled by a power of two before solving. The
-    solver is exact up to float64 rounding relative to the largest squared distance;
-    two samples holding the same points give exactly 0.
+    Returns
+    -------
+    float
+        The distance ``sqrt(min_γ Σ_ij γ_ij ‖x_i − y_j‖²)`` over couplings γ of the uniform
+        weights 1/n and 1/m, ≥ 0.
+
+    Raises
+    ------
+    ValueError
+        For empty inputs, scalars, points of dimension 0, NaN, infinite or complex values,
+        points of different dimensions, a distance beyond float64's range, and a bad
+        ``num_itermax`` or ``retries``.
+    W2NotConverged
+        If the solver does not reach optimality after the last retry.
+
+    See also
+    --------
+    W2NotConverged, vqlib.generation_bound; chapter 7.
     """
     import ot  # POT imports torch and is slow to load: only when W2 is computed
     from scipy.spatial.distance import cdist  # with POT

@@ -64,7 +64,26 @@ _BUFFERS = ("ema_count", "ema_sum", "recent_count")
 
 
 def part_of(name: str) -> str:
-    """The part ("encoder", "codebook", "decoder") a parameter of :class:`vqlib.VQVAE` belongs to (chapter 3)."""
+    """The part ("encoder", "codebook", "decoder") a parameter of :class:`vqlib.VQVAE` belongs to (chapter 3).
+
+    A learned β (``quantizer.beta_param``) belongs to the codebook, with ``quantizer.codebook``.
+
+    Parameters
+    ----------
+    name : str
+        A name from ``model.named_parameters()``.
+
+    Returns
+    -------
+    str, one of :data:`PARTS`
+
+    Raises
+    ------
+    ValueError
+        Naming the parameter when it belongs to no part.
+
+    See also: :func:`train_models`, :func:`vqlib.studies.decoder_gap.gaps_by_parts`; chapter 3.
+    """
     if name.startswith("encoder."):
         return "encoder"
     if name.startswith("decoder."):
@@ -85,6 +104,19 @@ class Adam:
     the first ``torch.optim.Adam`` of a process imports torch's compiler stack (about 3 s of
     every cold chapter) and because its per-tensor loop costs more than the ``_foreach``
     operations used here.
+
+    Parameters
+    ----------
+    params : iterable of Tensor
+        The tensors to update, any shapes.
+    lr : float
+        Learning rate.
+    betas : tuple (β₁, β₂)
+        Decay rates of the first and second moments.
+    eps : float
+        Added to the denominator.
+
+    See also: :func:`vqlib.fit`, :func:`train`; every chapter.
     """
 
     def __init__(self, params, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
@@ -95,11 +127,17 @@ class Adam:
         self.v = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
 
     def zero_grad(self) -> None:
+        """Drop every tensor's gradient (set it to None, as ``torch.optim.Adam.zero_grad`` does) (every chapter)."""
         for p in self.params:
             p.grad = None
 
     @torch.no_grad()
     def step(self) -> None:
+        """One Adam update of every tensor that has a gradient, in place (every chapter).
+
+        m ← β₁m + (1 − β₁)g, v ← β₂v + (1 − β₂)g², p ← p − lr·(m / (1 − β₁ᵗ)) / (√(v / (1 − β₂ᵗ)) + eps),
+        t the tensor's own step count.
+        """
         live = [i for i, p in enumerate(self.params) if p.grad is not None]
         if not live:
             return
@@ -148,10 +186,33 @@ def _conv(h: Tensor, W: Tensor, b: Tensor, module: nn.Module) -> Tensor:
 
 
 def network(seq: nn.Sequential, prefix: str, h: Tensor, params: dict[str, Tensor]) -> Tensor:
-    """The network ``seq`` applied model by model to ``h`` (R, N, in) or, for a convolutional one,
-    (R, N, C, H, W), with the weights ``params[f"{prefix}.{i}.weight"]`` (stacked or shared)
-    (chapters 2–4, 6, 8). Layers: Linear, ReLU, Conv2d, ConvTranspose2d and
-    :class:`vqlib.models.Residual` blocks (``x + block(x)``)."""
+    """The network ``seq`` applied model by model, with stacked or shared weights (chapters 2–4, 6, 8).
+
+    Layers: Linear, ReLU, Conv2d, ConvTranspose2d and :class:`vqlib.models.Residual` blocks
+    (``x + block(x)``). A linear layer over stacked weights is one ``torch.baddbmm``; a
+    convolution over stacked weights one grouped convolution (``groups=R``).
+
+    Parameters
+    ----------
+    seq : nn.Sequential
+        The template model's network (its layers give the structure, not the weights).
+    prefix : str
+        The network's name in ``params`` (``"encoder"``, ``"decoder"``).
+    h : Tensor (R, N, in), or (R, N, C, H, W) for a convolutional network
+    params : dict of str to Tensor
+        ``params[f"{prefix}.{i}.weight"]`` and ``.bias``: stacked (R, …) or shared (…).
+
+    Returns
+    -------
+    Tensor (R, N, out), or (R, N, C', H', W')
+
+    Raises
+    ------
+    ValueError
+        When ``seq`` holds a layer of another kind, naming it.
+
+    See also: :class:`Stack`; chapter 2.
+    """
 
     for i, module in enumerate(seq):
         name = f"{prefix}.{i}"
@@ -172,10 +233,23 @@ def network(seq: nn.Sequential, prefix: str, h: Tensor, params: dict[str, Tensor
 class Stack:
     """R VQ-VAEs of one architecture as tensors: the engine's state (chapters 2–4, 6, 8).
 
-    ``template`` gives the architecture and the quantization rule; ``params[name]`` holds
-    parameter ``name`` of :class:`vqlib.VQVAE` stacked (R, …) or shared (…);
-    ``trained`` names the parameters that train (always stacked); ``buffers`` the EMA
-    statistics and usage counts (R, …) when the codebook learns by EMA or resets dead codes.
+    Usually built by :meth:`Stack.of`.
+
+    Parameters
+    ----------
+    template : VQVAE
+        Gives the architecture and the quantization rule.
+    params : dict of str to Tensor
+        ``params[name]`` holds parameter ``name`` of :class:`vqlib.VQVAE` stacked (R, …) or shared (…).
+    R : int
+        Number of models.
+    trained : tuple of str
+        The parameters that train (always stacked).
+    buffers : dict of str to Tensor (R, …)
+        The EMA statistics and usage counts when the codebook learns by EMA or resets dead codes
+        (empty otherwise).
+
+    See also: :func:`train`, :func:`evaluate_stack`, :func:`init_codebooks`; chapter 2.
     """
 
     def __init__(self, template, params: dict[str, Tensor], R: int, trained: tuple[str, ...],
@@ -184,12 +258,28 @@ class Stack:
 
     @classmethod
     def of(cls, models, device=None, *, trained=None, share: bool = True) -> "Stack":
-        """The stack of ``models`` (copies of their weights) on ``device`` (default: the first model's).
+        """The stack of ``models`` (copies of their weights) on ``device`` (chapters 2–4, 6, 8).
 
         ``trained`` (default: the parameters that require a gradient) are stacked, and so is
         a codebook that moves by EMA or dead-code resets; a frozen parameter equal in every
-        model is held once when ``share`` is true. A list that
-        repeats one model R times gives R copies of it.
+        model is held once when ``share`` is true. A list that repeats one model R times gives
+        R copies of it.
+
+        Parameters
+        ----------
+        models : list of R VQVAE of one architecture
+        device : torch.device, optional
+            Default: the first model's.
+        trained : tuple of str, optional
+            Parameter names that train.
+        share : bool
+            Hold equal frozen parameters once; ``False`` stacks everything, buffers included.
+
+        Returns
+        -------
+        Stack
+
+        See also: :meth:`copy_to`; chapter 2.
         """
         template = models[0]
         device = template.device if device is None else device
@@ -217,7 +307,13 @@ class Stack:
 
     @torch.no_grad()
     def copy_to(self, models) -> None:
-        """Write every model's weights (and EMA statistics) back into ``models`` (R of them)."""
+        """Write every model's weights (and EMA statistics) back into ``models`` (chapters 2–4, 6, 8).
+
+        Parameters
+        ----------
+        models : list of R VQVAE
+            Model r receives entry r of every stacked tensor, and every shared one.
+        """
         for r, model in enumerate(models):
             own = dict(model.named_parameters())
             for name, value in self.params.items():
@@ -227,20 +323,37 @@ class Stack:
 
     @property
     def device(self) -> torch.device:
+        """The device the stack's tensors are on (that of the codebook) (chapters 2–4, 6, 8)."""
         return self.params["quantizer.codebook"].device
 
     def stacked(self, name: str) -> bool:
-        """Whether parameter ``name`` is held per model (R, …) rather than once for all."""
+        """Whether parameter ``name`` is held per model (R, …) rather than once for all (chapters 2–4, 6, 8)."""
         return self.params[name].dim() > dict(self.template.named_parameters())[name].dim()
 
     def select(self, a: int, b: int) -> "Stack":
-        """Models a to b − 1 of the stack (views, no copies): chapters 4 and 6 evaluate per supersample."""
+        """Models a to b − 1 of the stack (views, no copies), to evaluate per supersample (chapters 4, 6).
+
+        Returns
+        -------
+        Stack of b − a models, sharing this one's tensors.
+        """
         params = {name: value[a:b] if self.stacked(name) else value for name, value in self.params.items()}
         return Stack(self.template, params, b - a, self.trained, {k: v[a:b] for k, v in self.buffers.items()})
 
     def encode(self, x: Tensor) -> Tensor:
-        """Encoder outputs on the unit sphere: x (R, N, …) → (R, N·L, D) (position l = i·w + j on
-        a convolutional model's h × w grid, as ``VQVAE.encode``)."""
+        """Encoder outputs on the unit sphere, every model on its rows (chapters 2–4, 6, 8).
+
+        Position l = i·w + j on a convolutional model's h × w grid, as ``VQVAE.encode``.
+
+        Parameters
+        ----------
+        x : Tensor (R, N, …)
+            Each model's inputs, N·d values per model.
+
+        Returns
+        -------
+        Tensor (R, N·L, D)
+        """
         t = self.template
         if t.architecture == "conv":
             z = network(t.encoder, "encoder", x.reshape(self.R, x.shape[1], *t.in_shape), self.params)
@@ -250,13 +363,27 @@ class Stack:
         return F.normalize(z.reshape(self.R, -1, t.L, t.code_dim), dim=-1).reshape(self.R, -1, t.code_dim)
 
     def codes(self) -> Tensor:
-        """The codes on the unit sphere: (R, K, D) stacked, or (K, D) shared (with a gradient only
-        when the codebook learns by the loss)."""
+        """The codes on the unit sphere: (R, K, D) stacked, or (K, D) shared (chapters 2–4, 6, 8).
+
+        With a gradient only when the codebook learns by the loss.
+        """
         codes = F.normalize(self.params["quantizer.codebook"], dim=-1)
         return codes if self.template.quantizer.update == "loss" else codes.detach()
 
     def distances(self, flat: Tensor, codes: Tensor) -> Tensor:
-        """‖f_l − e_k‖² in [0, 4] for encoder outputs (R, M, D): shape (R, M, K)."""
+        """‖f_l − e_k‖² in [0, 4] for every model's encoder outputs and codes (chapter 6).
+
+        Parameters
+        ----------
+        flat : Tensor (R, M, D)
+            Encoder outputs.
+        codes : Tensor (R, K, D) or (K, D)
+            As :meth:`codes` gives them.
+
+        Returns
+        -------
+        Tensor (R, M, K)
+        """
         if codes.dim() == 2:
             return sphere_distances(flat.reshape(-1, flat.shape[-1]), codes).reshape(self.R, -1, codes.shape[0])
         d = ((flat * flat).sum(-1, keepdim=True) - 2 * torch.bmm(flat, codes.transpose(1, 2))
@@ -264,8 +391,14 @@ class Stack:
         return d.clamp_min(0.0).clamp_max(4.0)
 
     def betas(self):
-        """β of every model: a learned one as a tensor (R, 1, 1) with its gradient (or (), held once),
-        a fixed one as the template's float."""
+        """β of every model (chapter 6).
+
+        Returns
+        -------
+        Tensor (R, 1, 1) or 0-d, or float
+            A learned β as a tensor with its gradient, (R, 1, 1) stacked or 0-d held once; a fixed
+            one as the template's float.
+        """
         q = self.template.quantizer
         if not q.learned_beta:
             return q.beta
@@ -274,10 +407,25 @@ class Stack:
         return beta.reshape(-1, 1, 1) if p.dim() else beta
 
     def quantize(self, flat: Tensor, codes: Tensor, sampler) -> tuple[Tensor, Tensor | None]:
-        """The latent variables (R, M) of encoder outputs (R, M, D), with the distances (R, M, K)
-        for the softmax quantizer (None for the nearest one). Nearest: :func:`vqlib.models.quantizers.nearest`.
-        Softmax: draws from q ∝ exp(−β d) with ``sampler``, one generator for all models (drawn
-        in one call over all rows) or one per model."""
+        """The latent variables of encoder outputs, every model at once (chapters 2–4, 6, 8).
+
+        Nearest: :func:`vqlib.models.quantizers.nearest`. Softmax: draws from q ∝ exp(−β d) with
+        ``sampler``.
+
+        Parameters
+        ----------
+        flat : Tensor (R, M, D)
+        codes : Tensor (R, K, D) or (K, D)
+        sampler : torch.Generator, list of R torch.Generator, or None
+            One generator for all models (drawn in one call over all rows), one per model, or None
+            (the global generator).
+
+        Returns
+        -------
+        idx : Tensor (R, M), int64
+        d : Tensor (R, M, K) or None
+            The distances, for the softmax quantizer (None for the nearest one).
+        """
         q = self.template.quantizer
         if q.quantizer == "nearest":
             return nearest(flat, codes), None
@@ -291,7 +439,16 @@ class Stack:
         return idx, d
 
     def decode(self, z_q: Tensor) -> Tensor:
-        """Decoder outputs in [0, 1]: codes (R, N·L, D) → (R, N, d)."""
+        """Decoder outputs in [0, 1], every model on its codes (chapters 2–4, 6, 8).
+
+        Parameters
+        ----------
+        z_q : Tensor (R, N·L, D)
+
+        Returns
+        -------
+        Tensor (R, N, d)
+        """
         t = self.template
         if t.architecture == "conv":
             h, w = t.grid
@@ -301,7 +458,21 @@ class Stack:
         return torch.sigmoid(network(t.decoder, "decoder", z_q.reshape(self.R, -1, t.L * t.code_dim), self.params))
 
     def forward(self, xb: Tensor, sampler=None) -> "Pass":
-        """One pass of ``VQVAE.forward`` for every model on its rows xb (R, B, …): a :class:`Pass`."""
+        """One pass of ``VQVAE.forward`` for every model on its rows (chapters 2–4, 6, 8).
+
+        Encode, quantize (:meth:`quantize`), pick the codes training follows
+        (:func:`vqlib.models.quantizers.training_indices`), straight-through codes, decode.
+
+        Parameters
+        ----------
+        xb : Tensor (R, B, …)
+        sampler : torch.Generator, list of R torch.Generator, or None
+            As in :meth:`quantize`.
+
+        Returns
+        -------
+        Pass
+        """
         flat = self.encode(xb)
         codes = self.codes()
         idx, d = self.quantize(flat, codes, sampler)
@@ -312,10 +483,22 @@ class Stack:
         return Pass(flat, d, idx, target, chosen, nearest_code, self.decode(z_q))
 
     def loss(self, xb: Tensor, p: "Pass") -> Tensor:
-        """Every model's training loss, shape (R,): reconstruction + codebook loss (when the
-        codebook learns by the loss) + commitment weight × commitment, both to the nearest code
-        (:func:`vqlib.models.quantizers.training_indices`), + a learned β's :func:`vqlib.models.quantizers.precision_loss`,
-        as ``VQVAE.forward``."""
+        """Every model's training loss, as ``VQVAE.forward`` computes it (chapters 2–4, 6, 8).
+
+        Reconstruction + codebook loss (when the codebook learns by the loss) + commitment weight ×
+        commitment, both to the nearest code (:func:`vqlib.models.quantizers.training_indices`),
+        + a learned β's :func:`vqlib.models.quantizers.precision_loss`.
+
+        Parameters
+        ----------
+        xb : Tensor (R, B, …)
+            The rows the pass ``p`` was made on.
+        p : Pass
+
+        Returns
+        -------
+        Tensor (R,)
+        """
         t = self.template
         q = t.quantizer
         loss = (p.x_hat - xb.reshape(xb.shape[0], xb.shape[1], -1)).pow(2).mean((1, 2))
@@ -329,10 +512,23 @@ class Stack:
 
 
 class Pass(NamedTuple):
-    """One forward pass of a :class:`Stack` (chapters 2–4, 6, 8): encoder outputs ``flat`` (R, M, D),
-    distances ``d`` (R, M, K) (softmax quantizer; None for nearest), latent variables ``idx`` (R, M),
-    the codes training follows ``target`` (:func:`vqlib.models.quantizers.training_indices`), the chosen codes
-    e_J and the nearest ones (R, M, D), and the reconstructions ``x_hat`` (R, B, d)."""
+    """One forward pass of a :class:`Stack` (chapters 2–4, 6, 8).
+
+    Attributes
+    ----------
+    flat : Tensor (R, M, D)
+        Encoder outputs, M = B·L.
+    d : Tensor (R, M, K) or None
+        Distances (softmax quantizer; None for nearest).
+    idx : Tensor (R, M)
+        The latent variables.
+    target : Tensor (R, M)
+        The codes training follows (:func:`vqlib.models.quantizers.training_indices`).
+    chosen, nearest_code : Tensor (R, M, D)
+        The chosen codes e_J and the nearest ones.
+    x_hat : Tensor (R, B, d)
+        The reconstructions.
+    """
 
     flat: Tensor
     d: Tensor | None
@@ -357,13 +553,29 @@ def _gather(codes: Tensor, idx: Tensor) -> Tensor:
 def init_codebooks(models, samples: Tensor, generators, *, codebook: bool = True) -> None:
     """:meth:`vqlib.VQVAE.init_codebook` for R models at once, model r on ``samples[r]`` (chapters 1–4, 8).
 
-    ``samples`` (R, m, C, H, W); ``generators`` one per model (None: the global one). Each
-    encoder's last layer is rescaled so that its outputs have mean 0 and variance 1 over
+    Each encoder's last layer is rescaled so that its outputs have mean 0 and variance 1 over
     the model's sample; then (with ``codebook``) the codebook starts from k-means on the
     encodings (:func:`vqlib.models.kmeans_batched`, each model drawing from its own
-    generator), random encodings (``init="data"``) or stays (``init="random"``), and the
-    models are marked initialised. ``codebook=False`` rescales only (chapter 3, where the
-    codebook is a frozen copy).
+    generator; at most 4096 encodings, drawn at random), random encodings (``init="data"``) or
+    stays (``init="random"``), and the models are marked initialised. ``codebook=False``
+    rescales only (chapter 3, where the codebook is a frozen copy).
+
+    Parameters
+    ----------
+    models : list of R VQVAE of one architecture
+        Changed in place.
+    samples : Tensor (R, m, C, H, W), m ≥ 2
+    generators : list of R torch.Generator or None
+        One per model (None: the global one).
+    codebook : bool
+        Also start the codebook.
+
+    Raises
+    ------
+    ValueError
+        When the samples hold fewer than 2 inputs.
+
+    See also: :func:`vqlib.models.kmeans_batched`, :func:`vqlib.models.fit_ensemble`; chapter 1.
     """
     if samples.shape[1] < 2:
         raise ValueError(f"init_codebook needs at least 2 inputs to standardise the encoder outputs, "
@@ -409,16 +621,40 @@ def init_codebooks(models, samples: Tensor, generators, *, codebook: bool = True
 
 def train(stack: Stack, xs: Tensor, *, epochs: int, lr: float, batch_size: int | None = None, generators=None,
           sampler=None) -> None:
-    """Train ``stack.trained`` of every model in place, model r on ``xs[r]`` (R, N, …) (chapters 2–4, 6, 8).
+    """Train ``stack.trained`` of every model in place, model r on ``xs[r]`` (chapters 2–4, 6, 8).
 
     With ``generators`` (one per model) each of the ``epochs`` epochs visits every model's
     rows in the order ``torch.randperm`` draws from its generator, ``batch_size`` at a time,
     and dead codes are reset after each epoch when the template asks for it, as
     :func:`vqlib.fit` does. Without, each epoch is one step on all rows in their given
     order (full batch). After every batch the EMA codebook (if any) takes its step and the
-    usage counts grow. ``sampler`` draws the softmax quantizer's latent variables: one
-    generator for all models (one draw over all rows, chapter 6) or one per model
-    (:func:`vqlib.fit`'s draws); None uses the global generator.
+    usage counts grow. The loss minimised is Σ_r loss_r (:meth:`Stack.loss`), so each model
+    gets its own :class:`Adam` update.
+
+    Parameters
+    ----------
+    stack : Stack
+    xs : Tensor (R, N, …)
+        Model r's training rows.
+    epochs : int
+        Epochs (full batch: steps).
+    lr : float
+        Adam's learning rate.
+    batch_size : int, optional
+        Rows per step with ``generators``; ignored without (full batch).
+    generators : list of R torch.Generator, optional
+        Each model's batch order and dead-code draws.
+    sampler : torch.Generator, list of R torch.Generator, or None
+        Draws the softmax quantizer's latent variables: one generator for all models (one draw
+        over all rows, chapter 6) or one per model (:func:`vqlib.fit`'s draws); None uses the
+        global generator.
+
+    Raises
+    ------
+    ValueError
+        When the template resets dead codes but no ``generators`` are given.
+
+    See also: :func:`vqlib.models.fit_ensemble`, :func:`train_models`, :func:`evaluate_stack`; chapter 2.
     """
     t = stack.template
     q = t.quantizer
@@ -495,14 +731,32 @@ def _reset_dead_codes(stack: Stack, X: Tensor, rows: Tensor, pool: Tensor, gener
 
 @torch.no_grad()
 def evaluate_stack(stack: Stack, points: Tensor, *, samplers=None, batch_size: int = 1024, posteriors: bool = False):
-    """Per-point losses (R, N) and latent variables (R, N, L) of every model in evaluation mode
-    (no EMA step, nothing counted); with ``posteriors`` also q(k | x) per position (R, N, L, K)
-    (chapters 2–4, 6, 8).
+    """Per-point losses and latent variables of every model in evaluation mode (chapters 2–4, 6, 8).
 
-    ``points`` is (R, N, …), one set per model, or (N, …), shared. The softmax quantizer draws
-    its latent variables from ``samplers`` (one generator per model, seeded as
+    No EMA step, nothing counted; the losses are ‖x − x̂‖²/d. The softmax quantizer draws its
+    latent variables from ``samplers`` (one generator per model, seeded as
     :func:`vqlib.reconstruction_loss` seeds its own, over chunks of ``batch_size`` points).
-    Results are on the CPU.
+
+    Parameters
+    ----------
+    stack : Stack
+    points : Tensor (R, N, …), one set per model, or (N, …), shared
+    samplers : list of R torch.Generator, optional
+    batch_size : int
+        Points per pass.
+    posteriors : bool
+        Also return q(k | x) per position.
+
+    Returns
+    -------
+    losses : Tensor (R, N)
+    indices : Tensor (R, N, L)
+    posteriors : Tensor (R, N, L, K), only with ``posteriors``
+        One-hot for the nearest quantizer, softmax(−β d) for the softmax one.
+
+    All on the CPU.
+
+    See also: :func:`evaluate_models`, :func:`vqlib.models.evaluate_model`; chapter 2.
     """
     t = stack.template
     R, dev = stack.R, stack.device
@@ -531,8 +785,26 @@ def evaluate_stack(stack: Stack, points: Tensor, *, samplers=None, batch_size: i
 
 
 def chunk_size_for(model, batch_size: int, n: int, device: torch.device) -> int:
-    """How many models of ``model``'s architecture train together within the memory budget
-    (about 512 MB on the CPU, a quarter of the free memory on a GPU) (chapters 2–4, 8)."""
+    """How many models of ``model``'s architecture train together within the memory budget (chapters 2–4, 8).
+
+    The budget is about 512 MB on the CPU, a quarter of the free memory on a GPU; one model's
+    share counts its weights with gradient and Adam moments, its training set, and the largest
+    of a training step, the codebook start and an evaluation chunk (float32).
+
+    Parameters
+    ----------
+    model : VQVAE
+    batch_size : int
+    n : int
+        Training inputs per model.
+    device : torch.device
+
+    Returns
+    -------
+    int ≥ 1
+
+    See also: :func:`vqlib.models.fit_ensemble`; chapter 2.
+    """
     budget = 512 * 2 ** 20
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
@@ -563,10 +835,23 @@ def _per_model_bytes(model, batch_size: int, n: int) -> int:
 
 def train_models(models, xs: Tensor, *, epochs: int, lr: float, batch_size: int | None = None, generators=None,
                  sampler=None, trained=None) -> None:
-    """Train ``models`` (one architecture) in place, model r on ``xs[r]``, with :func:`train`
-    (chapter 3's parts and reference decoder). ``trained`` names the
-    parameters that train (default: those that require a gradient); the others stay
-    bit-identical. The models end in evaluation mode."""
+    """Train ``models`` (one architecture) in place, model r on ``xs[r]``, with :func:`train` (chapter 3).
+
+    Chapter 3's parts and reference decoder. ``trained`` names the parameters that train
+    (default: those that require a gradient); the others stay bit-identical. The models end in
+    evaluation mode.
+
+    Parameters
+    ----------
+    models : list of R VQVAE
+    xs : Tensor (R, N, …)
+    epochs, lr, batch_size, generators, sampler
+        As in :func:`train`.
+    trained : tuple of str, optional
+        Parameter names (see :func:`part_of`).
+
+    See also: :func:`train`, :func:`vqlib.studies.decoder_gap.gaps_by_parts`; chapter 3.
+    """
     stack = Stack.of(models, trained=trained)
     train(stack, xs, epochs=epochs, lr=lr, batch_size=batch_size, generators=generators, sampler=sampler)
     stack.copy_to(models)
@@ -575,9 +860,30 @@ def train_models(models, xs: Tensor, *, epochs: int, lr: float, batch_size: int 
 
 
 def evaluate_models(models, points: Tensor, *, train_seeds=None, posteriors: bool = False, chunk_size=None):
-    """:func:`evaluate_stack` for models of one architecture on their points (R, N, …) or shared points
-    (N, …), in chunks of ``chunk_size`` models; softmax draws seeded by ``train_seeds`` (one per
-    model), as :func:`vqlib.reconstruction_loss` draws them (chapters 2, 3 and 8)."""
+    """:func:`evaluate_stack` for models of one architecture on their points, in chunks of models (chapters 2, 3, 8).
+
+    Softmax draws are seeded by ``train_seeds`` (one per model), as :func:`vqlib.reconstruction_loss`
+    draws them.
+
+    Parameters
+    ----------
+    models : list of R VQVAE of one architecture
+    points : Tensor (R, N, …), one set per model, or (N, …), shared
+    train_seeds : list of R int
+        Needed for the softmax quantizer; ignored by the nearest one.
+    posteriors : bool
+        Also return q(k | x) per position.
+    chunk_size : int, optional
+        Models evaluated together (default :func:`chunk_size_for`); no effect on the result.
+
+    Returns
+    -------
+    losses : Tensor (R, N)
+    indices : Tensor (R, N, L)
+    posteriors : Tensor (R, N, L, K), only with ``posteriors``
+
+    See also: :func:`vqlib.models.evaluate_model`, :func:`evaluate_stack`; chapter 2.
+    """
     template = models[0]
     dev = template.device
     shared = points.dim() == len(template.in_shape) + 1

@@ -42,9 +42,23 @@ __all__ = ["fit_ensemble", "EnsembleHistory"]
 
 @dataclass
 class EnsembleHistory:
-    """What :func:`fit_ensemble` returns: the ``train_seeds``, the shared configuration and,
-    when asked for, each model's final mean training loss (evaluation mode, as
-    ``History.final.train_loss``)."""
+    """What :func:`fit_ensemble` returns (chapters 2–4, 8).
+
+    The ``train_seeds``, the shared configuration and, when asked for, each model's final mean
+    training loss (evaluation mode, as ``History.final.train_loss``).
+
+    Attributes
+    ----------
+    train_seeds : list of R int
+    config : dict
+        The models' configuration (without their construction seed) with ``epochs``, ``batch_size``, ``lr``.
+    train_loss : list of R float or None
+        None unless ``evaluate=True``.
+    chunks : list of int
+        The chunk sizes used, in order (they sum to R).
+
+    See also: :func:`fit_ensemble`, :class:`vqlib.models.History`; chapter 2.
+    """
 
     train_seeds: list[int]
     config: dict
@@ -53,7 +67,7 @@ class EnsembleHistory:
 
     @property
     def seeds(self) -> list[int]:
-        """Deprecated name of :attr:`train_seeds`."""
+        """Deprecated name of :attr:`train_seeds` (a ``DeprecationWarning``) (chapters 2–4, 8)."""
 
         warnings.warn("EnsembleHistory.seeds is deprecated and will be removed in the next release; "
                       "use EnsembleHistory.train_seeds", DeprecationWarning, stacklevel=2)
@@ -82,18 +96,54 @@ def fit_ensemble(
     progress: bool = False,
     seeds=None,
 ) -> EnsembleHistory:
-    """Train ``models`` (R VQ-VAEs of one architecture) in place, model r on ``xs[r]``.
+    """Train ``models`` (R VQ-VAEs of one architecture) in place, model r on ``xs[r]`` (chapters 2–4, 8).
 
-    ``xs`` is a tensor (R, N, C, H, W) or a list of R image tensors with the same N;
-    ``train_seeds`` is one seed for all or a list of R seeds (``seeds=`` is its deprecated
-    name). Model r ends as ``vqlib.fit(models[r], xs[r], epochs, batch_size, lr,
+    Model r ends as ``vqlib.fit(models[r], xs[r], epochs, batch_size, lr,
     train_seed=train_seeds[r])`` would leave it (up to float rounding), in evaluation mode on
-    ``device`` (default :func:`vqlib.default_device`). Used by :func:`vqlib.run_supersample`
-    (chapters 2–4) and chapter 8's :func:`vqlib.studies.capacity.capacity_runs`. ``chunk_size`` caps
-    how many models train together (default: what fits in about 512 MB on the CPU, a quarter
-    of the free memory on a GPU). With ``evaluate=True`` each model's final mean training
-    loss is computed as ``fit`` reports it. ``kl_weight`` must be 0: the prior penalty of
-    chapter 7 is trained by ``fit`` only.
+    ``device``. Used by :func:`vqlib.run_supersample` (chapters 2–4) and chapter 8's
+    :func:`vqlib.studies.capacity.capacity_runs`.
+
+    Parameters
+    ----------
+    models : list of R VQVAE
+        Distinct models of one architecture and training configuration (only the seed may differ).
+    xs : Tensor (R, N, C, H, W) or list of R tensors (N, C, H, W), values in [0, 1]
+        Model r's training set; every N the same.
+    epochs, batch_size, lr
+        As in :func:`vqlib.fit`.
+    train_seeds : int or list of R int
+        One seed for all or one per model (``seeds=`` is its deprecated name).
+    device : str or torch.device, optional
+        Default :func:`vqlib.default_device`.
+    chunk_size : int, optional
+        Caps how many models train together (default: what fits in about 512 MB on the CPU, a
+        quarter of the free memory on a GPU); no effect on any model's result.
+    evaluate : bool
+        Compute each model's final mean training loss as ``fit`` reports it.
+    kl_weight : float
+        Must be 0: the prior penalty of chapter 7 is trained by ``fit`` only.
+    progress : bool
+        A progress bar over the chunks (needs tqdm).
+
+    Returns
+    -------
+    EnsembleHistory
+
+    Raises
+    ------
+    ValueError
+        Naming the argument: ``models`` empty, holding a non-VQVAE or one model twice, or mixing
+        architectures; ``xs`` not one training set per model or of different sizes; ``train_seeds``
+        of the wrong length; ``kl_weight`` ≠ 0; and as :func:`vqlib.fit` for the rest.
+    FloatingPointError
+        When, with ``evaluate``, some model's loss is not finite (training diverged).
+
+    Warns
+    -----
+    UserWarning
+        As :func:`vqlib.fit`, for a codebook far larger than the encoder outputs.
+
+    See also: :func:`vqlib.fit`, :func:`vqlib.models.engine.train`, :func:`vqlib.run_supersample`; chapters 2–4, 8.
     """
     if not isinstance(models, (list, tuple)) or not models:
         raise ValueError("models must be a non-empty list of vqlib.VQVAE")

@@ -27,6 +27,25 @@ __all__ = ["fit", "History", "EpochRecord", "reconstruction_loss", "encode_indic
 
 @dataclass
 class EpochRecord:
+    """One epoch of :func:`fit`: the model's state at the epoch's end, measured in evaluation mode (chapter 1).
+
+    Attributes
+    ----------
+    epoch : int
+        1, 2, …
+    train_loss : float
+        Mean per-input reconstruction loss on the training set, in evaluation mode.
+    perplexity, used_fraction : float
+        Codebook usage on the training set (:func:`vqlib.models.codebook_usage`).
+    dead_codes_reset : int
+        How many unused codes moved onto encoder outputs after the epoch.
+    val_loss : float or None
+        Mean loss on ``x_val`` when :func:`fit` is given one.
+    beta : float or None
+        The softmax quantizer's β at the end of the epoch (a learned one moves); None for the nearest.
+
+    See also: :class:`History`, :func:`fit`; chapter 1.
+    """
     epoch: int
     train_loss: float  # mean per-input reconstruction loss on the training set, eval mode
     perplexity: float
@@ -38,7 +57,19 @@ class EpochRecord:
 
 @dataclass
 class History:
-    """Per-epoch records of one :func:`fit` call, with its ``train_seed`` and configuration."""
+    """Per-epoch records of one :func:`fit` call, with its ``train_seed`` and configuration (chapter 1).
+
+    Attributes
+    ----------
+    train_seed : int
+        The seed everything random in the call was drawn from.
+    config : dict
+        The model's configuration with ``epochs``, ``batch_size`` and ``lr``.
+    epochs : list of EpochRecord
+        One per epoch, in order.
+
+    See also: :func:`fit`, :class:`EpochRecord`; chapter 1.
+    """
 
     train_seed: int
     config: dict
@@ -46,21 +77,34 @@ class History:
 
     @property
     def seed(self) -> int:
-        """Deprecated name of :attr:`train_seed`."""
+        """Deprecated name of :attr:`train_seed` (a ``DeprecationWarning``) (chapter 1)."""
         warnings.warn("History.seed is deprecated and will be removed in the next release; use History.train_seed",
                       DeprecationWarning, stacklevel=2)
         return self.train_seed
 
     @property
     def final(self) -> EpochRecord:
+        """The last epoch's :class:`EpochRecord` (chapter 1)."""
         return self.epochs[-1]
 
     def rows(self) -> list[dict]:
-        """One dict per epoch, with ``train_seed`` in every row (a tidy table)."""
+        """One dict per epoch, with ``train_seed`` in every row (a tidy table) (chapter 1)."""
         return [{"train_seed": self.train_seed, **asdict(r)} for r in self.epochs]
 
     def to_csv(self, path=None) -> str:
-        """The rows as CSV text (written to ``path`` when given)."""
+        """The rows as CSV text (written to ``path`` when given) (chapter 1).
+
+        Parameters
+        ----------
+        path : str or path-like, optional
+
+        Returns
+        -------
+        str
+            The CSV text, header first.
+
+        See also: :meth:`rows`; chapter 1.
+        """
         return rows_to_csv(self.rows(), path)
 
 
@@ -124,22 +168,64 @@ def fit(
     kl_prior=None,
     seed: int | None = None,
 ) -> History:
-    """Train ``model`` on images ``x`` (N, C, H, W) in [0, 1] and return its history.
+    """Train ``model`` on images ``x`` in place and return its history (chapter 1; the KL penalty: chapter 7).
 
     Everything random (codebook initialisation, batch order, softmax sampling) is drawn
-    from ``train_seed``; the global random state is left as it was. (``seed=`` is the
-    deprecated name of ``train_seed``.) This is the single-model path: the training engine
-    (:mod:`vqlib.models.engine`, :func:`vqlib.models.fit_ensemble`) trains many models at once,
-    each as this function would, and shares its optimiser and codebook start. The same model
-    construction, data and seed give the same numbers on the CPU. The model ends in
-    evaluation mode, on ``device`` (default: :func:`vqlib.default_device`).
+    from ``train_seed``; the global random state is left as it was. This is the single-model
+    path: the training engine (:mod:`vqlib.models.engine`, :func:`vqlib.models.fit_ensemble`)
+    trains many models at once, each as this function would, and shares its optimiser and
+    codebook start. The same model construction, data and seed give the same numbers on the CPU.
+    The model ends in evaluation mode, on ``device``.
 
     ``kl_weight`` > 0 adds the KL-to-prior penalty of chapter 7 to every batch loss:
     ``kl_weight`` × the batch mean of Σ_l KL(q_β,l(·|x) ‖ π_l), with π_l the rows of
-    ``kl_prior`` (probabilities, shape (K,) or (L, K); default uniform) and
-    q_β(k|x) ∝ exp(−β‖f(x)_l − e_k‖²) at the model's β: the softmax quantizer's own
-    posterior, and for the nearest quantizer its tempered version (the one-hot
+    ``kl_prior`` and q_β(k|x) ∝ exp(−β‖f(x)_l − e_k‖²) at the model's β: the softmax
+    quantizer's own posterior, and for the nearest quantizer its tempered version (the one-hot
     nearest-code posterior passes no gradient).
+
+    Parameters
+    ----------
+    model : VQVAE
+        Trained in place; a codebook not yet initialised starts from the data
+        (:meth:`VQVAE.init_codebook`).
+    x : Tensor or array (N, C, H, W), values in [0, 1], of the model's ``in_shape``
+        The training set; N ≥ 2 unless the codebook is already initialised.
+    epochs, batch_size : int
+        Passes over ``x`` and inputs per Adam step.
+    lr : float > 0
+        Adam's learning rate.
+    train_seed : int in [0, 2⁶³ − 1]
+        Seeds everything random. (``seed=`` is its deprecated name.)
+    progress : bool
+        A progress bar over the epochs (needs tqdm).
+    x_val : Tensor or array (M, C, H, W), optional
+        Evaluated after every epoch (``EpochRecord.val_loss``).
+    device : str or torch.device, optional
+        Default: :func:`vqlib.default_device`.
+    kl_weight : float ≥ 0
+        Weight of the KL penalty (0: none).
+    kl_prior : array (K,) or (L, K), positive probabilities, optional
+        π_l, summing to 1 over the codes (default uniform).
+
+    Returns
+    -------
+    History
+        One :class:`EpochRecord` per epoch.
+
+    Raises
+    ------
+    ValueError
+        Naming the argument and the bad value (``x`` with fewer than 2 inputs for a fresh codebook
+        included).
+    FloatingPointError
+        When the loss is not finite after an epoch (training diverged; try a smaller lr).
+
+    Warns
+    -----
+    UserWarning
+        When K ≥ ``LARGE_CODEBOOK`` codes exceed 4 × the N·L encoder outputs: most can never be used.
+
+    See also: :func:`vqlib.models.fit_ensemble`, :func:`reconstruction_loss`, :func:`train_reference`; chapter 1.
     """
 
     model = check_model(model)
@@ -246,22 +332,67 @@ def _evaluate(model: VQVAE, x: Tensor, *, seed: int, batch_size: int = 1024) -> 
 
 
 def reconstruction_loss(model: VQVAE, x, *, seed: int = 0, batch_size: int = 1024) -> Tensor:
-    """Per-input losses ℓ(x, x̂) = ‖x − x̂‖²/d, shape (N,), in [0, 1] (chapter 1 onwards).
+    """Per-input losses ℓ(x, x̂) = ‖x − x̂‖²/d in [0, 1] (chapter 1 onwards).
 
-    Computed in evaluation mode (the EMA codebook is not touched). For the softmax
-    quantizer the latent variables are sampled with a generator seeded by ``seed``.
+    Computed in evaluation mode (the EMA codebook is not touched); the first part of
+    :func:`evaluate_model`. For the softmax quantizer the latent variables are sampled with a
+    generator seeded by ``seed``.
+
+    Parameters
+    ----------
+    model : VQVAE
+    x : Tensor or array (N, C, H, W), values in [0, 1]
+    seed : int
+        The softmax quantizer's draws (ignored by the nearest one).
+    batch_size : int
+        Inputs per forward pass (no effect on the result).
+
+    Returns
+    -------
+    Tensor (N,), on the CPU
+
+    Raises
+    ------
+    ValueError
+        Naming the argument, as :func:`evaluate_model`.
+
+    See also: :func:`evaluate_model`, :func:`encode_indices`; chapter 1.
     """
     return evaluate_model(model, x, seed=seed, batch_size=batch_size)[0]
 
 
 def encode_indices(model: VQVAE, x, *, seed: int = 0, batch_size: int = 1024) -> Tensor:
-    """The latent variables J of each input in evaluation mode, shape (N, L)."""
+    """The latent variables J of each input in evaluation mode (chapters 1, 3, 7).
+
+    The second part of :func:`evaluate_model`; for the softmax quantizer J is drawn with a
+    generator seeded by ``seed``.
+
+    Parameters
+    ----------
+    model : VQVAE
+    x : Tensor or array (N, C, H, W), values in [0, 1]
+    seed : int
+        The softmax quantizer's draws (ignored by the nearest one).
+    batch_size : int
+        Inputs per forward pass (no effect on the result).
+
+    Returns
+    -------
+    Tensor (N, L), int64 in [0, K), on the CPU
+
+    Raises
+    ------
+    ValueError
+        Naming the argument, as :func:`evaluate_model`.
+
+    See also: :func:`evaluate_model`, :func:`vqlib.models.codebook_usage`, :class:`vqlib.models.AggregatedPrior`;
+    chapter 1.
+    """
     return evaluate_model(model, x, seed=seed, batch_size=batch_size)[1]
 
 
 def evaluate_model(model: VQVAE, x, *, seed: int = 0, batch_size: int = 1024) -> tuple[Tensor, Tensor]:
-    """Per-input losses (N,) and latent variables (N, L) of one model in evaluation mode, in one pass
-    (chapter 1 onwards).
+    """Per-input losses and latent variables of one model in evaluation mode, in one pass (chapter 1 onwards).
 
     The contract of every ``evaluate*`` function of :mod:`vqlib.models`: per-point losses
     ℓ(x, x̂) = ‖x − x̂‖²/d in [0, 1] and latent variables J, on the CPU, with the EMA codebook
@@ -272,11 +403,23 @@ def evaluate_model(model: VQVAE, x, *, seed: int = 0, batch_size: int = 1024) ->
     Parameters
     ----------
     model : VQVAE
-    x : array-like (N, C, H, W) in [0, 1]
-    seed : int, the softmax quantizer's draws (ignored by the nearest one)
-    batch_size : int, inputs per forward pass (no effect on the result)
+    x : Tensor or array (N, C, H, W), values in [0, 1], of the model's ``in_shape``
+    seed : int
+        The softmax quantizer's draws (ignored by the nearest one).
+    batch_size : int
+        Inputs per forward pass (no effect on the result).
 
-    See also: :func:`reconstruction_loss`, :func:`encode_indices`, :func:`model_summary`.
+    Returns
+    -------
+    losses : Tensor (N,)
+    indices : Tensor (N, L), int64
+
+    Raises
+    ------
+    ValueError
+        Naming ``model`` when it is not a :class:`VQVAE`, or ``x``, ``seed``, ``batch_size``.
+
+    See also: :func:`reconstruction_loss`, :func:`encode_indices`, :func:`model_summary`; chapter 1.
     """
     x = check_images(x, name="x", in_shape=check_model(model).in_shape)
     return _evaluate(model, x, seed=check_seed(seed), batch_size=positive_int(batch_size, "batch_size"))
@@ -286,6 +429,26 @@ def model_summary(model: VQVAE, x, *, seed: int = 0) -> dict:
     """Mean loss, normalised MSE, perplexity and used fraction of ``model`` on ``x`` (chapters 1, 4).
 
     Formerly ``vqlib.evaluate`` (that name is forwarded with a ``DeprecationWarning``).
+
+    Parameters
+    ----------
+    model : VQVAE
+    x : Tensor or array (N, C, H, W), values in [0, 1]
+    seed : int
+        The softmax quantizer's draws (ignored by the nearest one).
+
+    Returns
+    -------
+    dict
+        ``{"loss", "nmse", "perplexity", "used_fraction"}``, floats (:func:`vqlib.models.normalised_mse`,
+        :func:`vqlib.models.codebook_usage`).
+
+    Raises
+    ------
+    ValueError
+        Naming the argument; also for ``x`` of zero variance (no normalised MSE).
+
+    See also: :func:`evaluate_model`; chapter 1.
     """
     x = check_images(x, name="x", in_shape=check_model(model).in_shape)
     losses, indices = _evaluate(model, x, seed=check_seed(seed))
@@ -300,29 +463,42 @@ def model_summary(model: VQVAE, x, *, seed: int = 0) -> dict:
 
 def train_reference(x, K: int, L: int, *, beta=None, epochs: int = 30, train_seed: int = 0, batch_size: int = 64,
                     lr: float = 2e-3, device=None, **model_kwargs) -> VQVAE:
-    """A VQ-VAE trained on ``x`` with :func:`fit`, then its codebook and decoder frozen
-    (:meth:`VQVAE.freeze_codebook_and_decoder`), in evaluation mode: the reference whose encoder
-    chapters 4 and 6 retrain on every mask.
+    """A VQ-VAE trained on ``x`` by :func:`fit`, codebook and decoder then frozen, in evaluation mode (chapters 4, 6).
 
-    ``x`` must be disjoint from every supersample the reference is later used with: its
-    codebook and decoder then depend on no mask, the assumption of chapter 4's theorem.
+    The reference whose encoder chapters 4 and 6 retrain on every mask
+    (:meth:`VQVAE.freeze_codebook_and_decoder`). ``x`` must be disjoint from every supersample
+    the reference is later used with: its codebook and decoder then depend on no mask, the
+    assumption of chapter 4's theorem.
 
     Parameters
     ----------
-    x : array-like (N, C, H, W) in [0, 1], the reference's own data
-    K, L : int, codes and latent positions
-    beta : None, a number > 0 or ``"learned"``. None: the nearest (deterministic) quantizer,
-        β = ∞ (chapter 4; :func:`vqlib.studies.temperature.with_temperature` can give it any β
-        afterwards). A number: the softmax quantizer at that β, trained from scratch (chapter 6's
-        stability bound is about this model). ``"learned"``: the softmax quantizer with a learned
-        β, fixed at its final value once trained.
-    epochs, train_seed, batch_size, lr, device : as in :func:`fit`
-    **model_kwargs : passed to :class:`VQVAE` (``hidden``, …); a ``quantizer`` that contradicts
-        ``beta`` is a ``ValueError``.
+    x : Tensor or array (N, C, H, W), values in [0, 1]
+        The reference's own data.
+    K, L : int
+        Codes and latent positions.
+    beta : None, float > 0 or "learned"
+        None: the nearest (deterministic) quantizer, β = ∞ (chapter 4;
+        :func:`vqlib.studies.temperature.with_temperature` can give it any β afterwards). A number:
+        the softmax quantizer at that β, trained from scratch (chapter 6's stability bound is
+        about this model). ``"learned"``: the softmax quantizer with a learned β, fixed at its
+        final value once trained.
+    epochs, train_seed, batch_size, lr, device
+        As in :func:`fit`; ``train_seed`` also seeds the model's construction.
+    **model_kwargs
+        Passed to :class:`VQVAE` (``hidden``, …).
 
     Returns
     -------
-    VQVAE, frozen, in evaluation mode.
+    VQVAE
+        Frozen, in evaluation mode.
+
+    Raises
+    ------
+    ValueError
+        Naming ``quantizer`` when it contradicts ``beta``; otherwise naming the argument, as
+        :func:`fit` and :class:`VQVAE`.
+
+    See also: :meth:`VQVAE.freeze_codebook_and_decoder`, :func:`fit`; chapters 4, 6.
     """
     x = check_images(x, name="x")
     train_seed = check_seed(train_seed, "train_seed")

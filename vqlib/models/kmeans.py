@@ -17,11 +17,34 @@ __all__ = ["kmeans", "kmeans_batched", "kmeans_learner", "kmeans_learners"]
 
 
 def kmeans(z: Tensor, K: int, *, iters: int = 25, generator: torch.Generator | None = None) -> Tensor:
-    """K centres of the rows of ``z`` by Lloyd's algorithm with k-means++ seeding.
+    """K centres of the rows of ``z`` by Lloyd's algorithm with k-means++ seeding (chapter 1).
 
-    Used to initialise a codebook on the first encodings (chapter 1). With fewer distinct
-    rows than K the remaining centres are copies of data rows, so every centre is finite.
-    One run of :func:`kmeans_batched`, which the training engine uses for many models at once.
+    Used to initialise a codebook on the first encodings. With fewer distinct rows than K the
+    remaining centres are copies of data rows, so every centre is finite. One run of
+    :func:`kmeans_batched`, which the training engine uses for many models at once.
+
+    Parameters
+    ----------
+    z : Tensor (m, D), m ≥ 1
+        The rows to cluster.
+    K : int
+        Number of centres.
+    iters : int
+        Lloyd steps at most (they stop early at a fixed point).
+    generator : torch.Generator, optional
+        Draws the seeding (None: the global generator).
+
+    Returns
+    -------
+    Tensor (K, D)
+        The centres.
+
+    Raises
+    ------
+    ValueError
+        Naming ``K`` when it is not an integer ≥ 1; naming ``z`` when it is not 2-D with at least one row.
+
+    See also: :func:`kmeans_batched`, :meth:`vqlib.VQVAE.init_codebook`; chapter 1.
     """
     K = positive_int(K, "K")
     if z.dim() != 2 or z.shape[0] == 0:
@@ -32,9 +55,8 @@ def kmeans(z: Tensor, K: int, *, iters: int = 25, generator: torch.Generator | N
 def kmeans_batched(z: Tensor, K: int, *, iters: int = 25, generators=None, uniforms: Tensor | None = None) -> Tensor:
     """R k-means problems at once: k-means++ seeding, then up to ``iters`` Lloyd steps (chapters 1–4, 8).
 
-    ``z`` (R, m, D) holds each run's rows; returns the centres (R, K, D). The seeding picks
-    each run's next centre with probability proportional to its squared distance to the
-    closest centre so far, drawn in one of two ways:
+    The seeding picks each run's next centre with probability proportional to its squared
+    distance to the closest centre so far, drawn in one of two ways:
 
     * ``generators`` (one ``torch.Generator`` per run, or None for the global one): run r
       draws from its own generator exactly as ``torch.multinomial`` does (one exponential
@@ -48,6 +70,32 @@ def kmeans_batched(z: Tensor, K: int, *, iters: int = 25, generators=None, unifo
     steps assign every row to its nearest centre and move each centre to the mean of its
     rows (a centre without rows stays); they stop early once no assignment changes, which
     leaves every later step a no-op, so the result is that of ``iters`` steps.
+
+    Parameters
+    ----------
+    z : Tensor (R, m, D), m ≥ 1
+        Each run's rows.
+    K : int
+        Centres per run.
+    iters : int
+        Lloyd steps at most.
+    generators : list of R torch.Generator or None, optional
+        One per run; exactly one of ``generators`` and ``uniforms`` is given.
+    uniforms : Tensor (K,), values in [0, 1), optional
+        Shared seeding numbers.
+
+    Returns
+    -------
+    Tensor (R, K, D)
+        The centres of every run.
+
+    Raises
+    ------
+    ValueError
+        Naming ``K`` when it is not an integer ≥ 1, ``z`` when it holds no rows, and ``generators``
+        when both or neither of ``generators`` and ``uniforms`` are given or it has not R entries.
+
+    See also: :func:`kmeans`, :func:`kmeans_learners`, :func:`vqlib.models.engine.init_codebooks`; chapters 1, 2.
     """
     K = positive_int(K, "K")
     R, m, _ = z.shape
@@ -165,12 +213,30 @@ def _set_rng_state(generator, state) -> None:
 
 
 def kmeans_learner(x_train: Tensor, points: Tensor, K: int, *, seed: int = 0) -> tuple[Tensor, np.ndarray]:
-    """Chapter 2's toy learner: k-means on the training inputs, no decoder.
+    """Chapter 2's toy learner: k-means on the training inputs, no decoder (chapter 2).
 
-    Each point is reconstructed by its nearest centre, so its loss ‖x − c‖²/d lies in
+    Each point is reconstructed by its nearest centre c, so its loss ‖x − c‖²/d lies in
     [0, 1] (centres are means of inputs in [0, 1]); its latent variable is the centre's
-    index. Returns the losses of ``points`` (N,) and their one-hot posteriors (N, 1, K).
-    One run of :func:`kmeans_learners`, which trains many at once with the same result.
+    index. One run of :func:`kmeans_learners`, which trains many at once with the same result.
+
+    Parameters
+    ----------
+    x_train : Tensor (m, C, H, W) or (m, d), values in [0, 1], m ≥ 1
+        The training inputs.
+    points : Tensor (N, C, H, W) or (N, d)
+        The points evaluated.
+    K : int
+        Number of centres.
+    seed : int
+        Seeds the k-means++ seeding.
+
+    Returns
+    -------
+    losses : Tensor (N,), values in [0, 1]
+    posteriors : ndarray (N, 1, K)
+        One-hot on each point's nearest centre.
+
+    See also: :func:`kmeans_learners`, :func:`vqlib.run_supersample`; chapter 2.
     """
     losses, post = kmeans_learners(x_train[None], points[None], K, seed=seed)
     return losses[0], post[0]
@@ -180,12 +246,37 @@ def kmeans_learners(x_trains: Tensor, points: Tensor, K: int, *, seed: int = 0, 
                     chunk: int = 256) -> tuple[Tensor, np.ndarray]:
     """R toy learners at once: k-means++ seeding, then ``iters`` Lloyd steps (chapter 2).
 
-    ``x_trains`` (R, m, ...) holds each run's training inputs and ``points`` (R, N, ...) the
-    points it is evaluated on. Every run draws the same uniform numbers from ``seed`` (the
-    seeding picks a row by inverting the cumulative k-means++ weights), so a run's result
-    depends only on its training inputs, as if trained alone. The k-means is the one the
-    VQ-VAEs' codebooks start from (:func:`vqlib.models.kmeans_batched`), in float64.
-    Returns the losses (R, N) and one-hot posteriors (R, N, 1, K).
+    Every run draws the same uniform numbers from ``seed`` (the seeding picks a row by
+    inverting the cumulative k-means++ weights), so a run's result depends only on its training
+    inputs, as if trained alone. The k-means is the one the VQ-VAEs' codebooks start from
+    (:func:`vqlib.models.kmeans_batched`), in float64. Each point's loss is min_k ‖x − c_k‖²/d.
+
+    Parameters
+    ----------
+    x_trains : Tensor (R, m, ...), values in [0, 1], m ≥ 1
+        Each run's training inputs.
+    points : Tensor (R, N, ...)
+        The points each run is evaluated on.
+    K : int
+        Centres per run.
+    seed : int
+        Seeds the shared uniform numbers.
+    iters : int
+        Lloyd steps at most.
+    chunk : int
+        Runs computed together (no effect on the result).
+
+    Returns
+    -------
+    losses : Tensor (R, N), float32, values in [0, 1]
+    posteriors : ndarray (R, N, 1, K), float32, one-hot
+
+    Raises
+    ------
+    ValueError
+        Naming ``K`` when it is not an integer ≥ 1, ``x_trains`` when a run has no training input.
+
+    See also: :func:`kmeans_learner`, :func:`kmeans_batched`; chapter 2.
     """
     K = positive_int(K, "K")
     R, m = x_trains.shape[:2]

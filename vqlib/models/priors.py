@@ -35,7 +35,25 @@ def _as_numpy(x) -> np.ndarray:
 
 
 class LatentPrior:
-    """A law on [K]^L that can be fitted, sampled and scored (chapter 7)."""
+    """A law π on [K]^L that can be fitted, sampled and scored (chapter 7).
+
+    The common API of :class:`UniformPrior`, :class:`AggregatedPrior` and :class:`MarkovPrior`
+    (see the module's docstring); scoring and sampling need a fitted prior.
+
+    Parameters
+    ----------
+    K : int
+        Codes per position.
+    L : int
+        Latent positions.
+
+    Raises
+    ------
+    ValueError
+        Naming ``K`` or ``L`` when it is not an integer ≥ 1.
+
+    See also: :func:`make_prior`, :func:`vqlib.generate`; chapter 7.
+    """
 
     name = "prior"
 
@@ -49,7 +67,23 @@ class LatentPrior:
 
     # ---------------------------------------------------------------- checks
     def check_codes(self, codes, name: str = "codes") -> np.ndarray:
-        """``codes`` as an int64 array (n, L) with values in [0, K), or ValueError."""
+        """``codes`` as an int64 array (n, L) with values in [0, K) (chapter 7).
+
+        Parameters
+        ----------
+        codes : Tensor or array-like (n, L) of integers
+        name : str
+            The name the error gives.
+
+        Returns
+        -------
+        ndarray (n, L), int64
+
+        Raises
+        ------
+        ValueError
+            Naming ``name`` when ``codes`` is not integers, not (n, L), or outside [0, K).
+        """
         arr = _as_numpy(codes)
         if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
             raise ValueError(f"{name} must be integers, got dtype {arr.dtype}")
@@ -60,7 +94,25 @@ class LatentPrior:
         return arr.astype(np.int64)
 
     def check_posteriors(self, q, name: str = "posteriors") -> np.ndarray:
-        """``q`` as a float64 array (n, L, K) of per-position distributions, or ValueError."""
+        """``q`` as a float64 array (n, L, K) of per-position distributions (chapter 7).
+
+        Parameters
+        ----------
+        q : Tensor or array-like (n, L, K)
+            Finite, non-negative, summing to 1 over the K codes at every position (to 1e-4).
+        name : str
+            The name the error gives.
+
+        Returns
+        -------
+        ndarray (n, L, K), float64, renormalised to sum to 1 exactly
+
+        Raises
+        ------
+        ValueError
+            Naming ``name`` when ``q`` is not real numbers, not (n, L, K), not finite and
+            non-negative, or does not sum to 1.
+        """
         arr = real_array(q, name, finite=False, allow_empty=True)  # refuses complex values and non-numbers
         if arr.ndim != 3 or arr.shape[1:] != (self.L, self.K):
             raise ValueError(f"{name} must have shape (n, L={self.L}, K={self.K}), got {arr.shape}")
@@ -92,22 +144,115 @@ class LatentPrior:
 
     # ---------------------------------------------------------------- API
     def fit(self, codes_or_posteriors) -> "LatentPrior":  # pragma: no cover - abstract
+        """Fit the prior to latent variables or posteriors and return it (chapter 7).
+
+        Parameters
+        ----------
+        codes_or_posteriors : array (n, L) of integers in [0, K), or (n, L, K) of probabilities
+            Codes, or per-position posteriors q(k | x) (fitted by expected counts); n ≥ 1.
+
+        Returns
+        -------
+        LatentPrior
+            The prior itself, fitted.
+
+        Raises
+        ------
+        ValueError
+            When the input is neither (naming ``codes`` or ``posteriors``), or empty.
+        """
         raise NotImplementedError
 
     def log_prob(self, codes) -> np.ndarray:  # pragma: no cover - abstract
+        """log π(j) in nats for every row j of ``codes`` (chapter 7).
+
+        Parameters
+        ----------
+        codes : array (n, L) of integers in [0, K)
+
+        Returns
+        -------
+        ndarray (n,)
+
+        Raises
+        ------
+        ValueError
+            When the prior is not fitted, or naming ``codes``.
+        """
         raise NotImplementedError
 
     def sample(self, n: int, seed: int = 0) -> Tensor:  # pragma: no cover - abstract
+        """``n`` latent variables J ~ π, reproducibly from ``seed`` (chapter 7).
+
+        Parameters
+        ----------
+        n : int ≥ 1
+        seed : int in [0, 2⁶³ − 1]
+
+        Returns
+        -------
+        LongTensor (n, L), values in [0, K)
+
+        Raises
+        ------
+        ValueError
+            When the prior is not fitted, or naming ``n`` or ``seed``.
+        """
         raise NotImplementedError
 
     def kl_from_posteriors(self, q) -> np.ndarray:  # pragma: no cover - abstract
+        """KL(q(·|x) ‖ π) in nats for product posteriors q, one per input (chapter 7).
+
+        Parameters
+        ----------
+        q : array (n, L, K)
+            Per-position posteriors, the law of J being Π_l q_l(j_l | x).
+
+        Returns
+        -------
+        ndarray (n,), values ≥ 0
+
+        Raises
+        ------
+        ValueError
+            When the prior is not fitted, or naming ``posteriors``.
+        """
         raise NotImplementedError
 
     def max_neg_log_prob(self) -> float:  # pragma: no cover - abstract
+        """max_j −log π(j) over all j ∈ [K]^L: the range of the KLs of :meth:`kl_from_posteriors` (chapter 7).
+
+        The generation bound uses it for a confidence bound on their mean.
+
+        Returns
+        -------
+        float
+
+        Raises
+        ------
+        ValueError
+            When the prior is not fitted.
+        """
         raise NotImplementedError
 
     def cross_entropy(self, q) -> np.ndarray:
-        """E_{J ~ q(·|x)}[−log π(J)] per input for product posteriors q (n, L, K)."""
+        """E_{J ~ q(·|x)}[−log π(J)] per input for product posteriors q (chapter 7).
+
+        KL(q ‖ π) + H(q), in nats.
+
+        Parameters
+        ----------
+        q : array (n, L, K)
+
+        Returns
+        -------
+        ndarray (n,)
+
+        Raises
+        ------
+        ValueError
+            When the prior is not fitted, or naming ``posteriors``.
+        """
         q = self.check_posteriors(q)
         return self.kl_from_posteriors(q) + _entropy(q).sum(-1)
 
@@ -129,18 +274,31 @@ class _ProductPrior(LatentPrior):
     probs: np.ndarray
 
     def log_prob(self, codes) -> np.ndarray:
+        """log π(j) = Σ_l log π_l(j_l) in nats for every row j of ``codes``, shape (n,) (chapter 7).
+
+        ``ValueError`` when the prior is not fitted, or naming ``codes``.
+        """
         self._check_fitted()
         codes = self.check_codes(codes)
         logp = np.log(self.probs)
         return logp[np.arange(self.L)[None, :], codes].sum(-1)
 
     def sample(self, n: int, seed: int = 0) -> Tensor:
+        """``n`` latent variables J ~ π, each position drawn independently from π_l, from ``seed`` (chapter 7).
+
+        Returns a LongTensor (n, L); ``ValueError`` when the prior is not fitted, or naming ``n`` or ``seed``.
+        """
         self._check_fitted()
         n, gen = _n_and_generator(n, seed)
         probs = torch.as_tensor(self.probs, dtype=torch.float64)
         return torch.multinomial(probs, n, replacement=True, generator=gen).T.contiguous().long()
 
     def kl_from_posteriors(self, q) -> np.ndarray:
+        """KL(q ‖ π) = Σ_l Σ_k q_l(k|x) (log q_l(k|x) − log π_l(k)) per input, shape (n,), ≥ 0 (chapter 7).
+
+        ``q`` (n, L, K) holds product posteriors; ``ValueError`` when the prior is not fitted, or naming
+        ``posteriors``.
+        """
         self._check_fitted()
         q = self.check_posteriors(q)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -148,6 +306,10 @@ class _ProductPrior(LatentPrior):
         return np.maximum(terms.sum((-1, -2)), 0.0)
 
     def max_neg_log_prob(self) -> float:
+        """max_j −log π(j) = −Σ_l log min_k π_l(k) (chapter 7).
+
+        ``ValueError`` when the prior is not fitted.
+        """
         self._check_fitted()
         return float(-np.log(self.probs.min(-1)).sum())
 
@@ -157,6 +319,13 @@ class UniformPrior(_ProductPrior):
 
     Needs no data: ``fit`` only checks its input. The KL of a posterior to it is
     L log K minus the posterior's entropy.
+
+    Parameters
+    ----------
+    K, L : int
+        Codes per position and positions.
+
+    See also: :class:`AggregatedPrior`, :class:`MarkovPrior`, :func:`vqlib.generate`; chapter 7.
     """
 
     name = "uniform"
@@ -167,6 +336,21 @@ class UniformPrior(_ProductPrior):
         self.fitted = True
 
     def fit(self, codes_or_posteriors=None) -> "UniformPrior":
+        """Check ``codes_or_posteriors`` (if given) and return the prior, unchanged (chapter 7).
+
+        Parameters
+        ----------
+        codes_or_posteriors : array (n, L) or (n, L, K), optional
+
+        Returns
+        -------
+        UniformPrior
+
+        Raises
+        ------
+        ValueError
+            As :meth:`LatentPrior.fit`, for a bad input.
+        """
         if codes_or_posteriors is not None:
             self._data(codes_or_posteriors)
         return self
@@ -178,6 +362,20 @@ class AggregatedPrior(_ProductPrior):
     π_l(k) = (α + Σ_x q_l(k | x)) / (n + αK): the average code frequencies of each
     position (expected frequencies when fitted from soft posteriors), with α > 0 added
     to every count so that no code has probability 0. Positions are independent.
+
+    Parameters
+    ----------
+    K, L : int
+        Codes per position and positions.
+    alpha : float > 0
+        α, the count added to every code.
+
+    Raises
+    ------
+    ValueError
+        Naming ``K``, ``L`` or ``alpha``.
+
+    See also: :class:`MarkovPrior`, :func:`make_prior`; chapter 7.
     """
 
     name = "aggregated"
@@ -187,6 +385,22 @@ class AggregatedPrior(_ProductPrior):
         self.alpha = positive_float(alpha, "alpha")
 
     def fit(self, codes_or_posteriors) -> "AggregatedPrior":
+        """Count the codes (or expected codes) of every position and return the fitted prior (chapter 7).
+
+        Parameters
+        ----------
+        codes_or_posteriors : array (n, L) of integers in [0, K), or (n, L, K) of probabilities, n ≥ 1
+
+        Returns
+        -------
+        AggregatedPrior
+            The prior itself, with ``probs`` (L, K).
+
+        Raises
+        ------
+        ValueError
+            As :meth:`LatentPrior.fit`.
+        """
         q = self._data(codes_or_posteriors)
         counts = q.sum(0) + self.alpha
         self.probs = counts / counts.sum(-1, keepdims=True)
@@ -201,6 +415,20 @@ class MarkovPrior(LatentPrior):
     table T_l for each step, each row Laplace-smoothed: T_l(b | a) ∝ α + Σ_x q_{l−1}(a|x) q_l(b|x)
     (counts of the pairs (a, b) when fitted from codes). Fitting is counting, so it is
     deterministic; sampling draws each position given the previous one.
+
+    Parameters
+    ----------
+    K, L : int
+        Codes per position and positions.
+    alpha : float > 0
+        α, the count added to every entry of π_1 and of every T_l.
+
+    Raises
+    ------
+    ValueError
+        Naming ``K``, ``L`` or ``alpha``.
+
+    See also: :class:`AggregatedPrior`, :func:`make_prior`; chapter 7.
     """
 
     name = "markov"
@@ -210,6 +438,24 @@ class MarkovPrior(LatentPrior):
         self.alpha = positive_float(alpha, "alpha")
 
     def fit(self, codes_or_posteriors) -> "MarkovPrior":
+        """Count first codes and pairs of neighbouring codes and return the fitted chain (chapter 7).
+
+        π_1(k) ∝ α + Σ_x q_1(k|x) and T_l(b | a) ∝ α + Σ_x q_{l−1}(a|x) q_l(b|x).
+
+        Parameters
+        ----------
+        codes_or_posteriors : array (n, L) of integers in [0, K), or (n, L, K) of probabilities, n ≥ 1
+
+        Returns
+        -------
+        MarkovPrior
+            The prior itself, with ``first`` (K,) and ``transitions`` (L − 1, K, K).
+
+        Raises
+        ------
+        ValueError
+            As :meth:`LatentPrior.fit`.
+        """
         q = self._data(codes_or_posteriors)
         first = q[:, 0].sum(0) + self.alpha
         self.first = first / first.sum()
@@ -220,6 +466,10 @@ class MarkovPrior(LatentPrior):
         return self
 
     def log_prob(self, codes) -> np.ndarray:
+        """log π(j) = log π_1(j_1) + Σ_{l≥2} log T_l(j_l | j_{l−1}) in nats, shape (n,) (chapter 7).
+
+        ``codes`` (n, L) of integers in [0, K); ``ValueError`` when the prior is not fitted, or naming ``codes``.
+        """
         self._check_fitted()
         codes = self.check_codes(codes)
         out = np.log(self.first)[codes[:, 0]]
@@ -228,6 +478,10 @@ class MarkovPrior(LatentPrior):
         return out
 
     def sample(self, n: int, seed: int = 0) -> Tensor:
+        """``n`` latent variables drawn along the chain, J_1 ~ π_1, J_l ~ T_l(· | J_{l−1}), from ``seed`` (chapter 7).
+
+        Returns a LongTensor (n, L); ``ValueError`` when the prior is not fitted, or naming ``n`` or ``seed``.
+        """
         self._check_fitted()
         n, gen = _n_and_generator(n, seed)
         out = torch.empty(n, self.L, dtype=torch.long)
@@ -239,7 +493,11 @@ class MarkovPrior(LatentPrior):
         return out
 
     def kl_from_posteriors(self, q) -> np.ndarray:
-        """KL(q ‖ π) for product posteriors: −H(q) − E_q[log π_1(J_1) + Σ_l log T_l(J_l | J_{l−1})]."""
+        """KL(q ‖ π) for product posteriors: −H(q) − E_q[log π_1(J_1) + Σ_l log T_l(J_l | J_{l−1})] (chapter 7).
+
+        ``q`` (n, L, K); returns the KLs (n,), ≥ 0. ``ValueError`` when the prior is not fitted, or
+        naming ``posteriors``.
+        """
         self._check_fitted()
         q = self.check_posteriors(q)
         cross = -(q[:, 0] @ np.log(self.first))
@@ -248,7 +506,10 @@ class MarkovPrior(LatentPrior):
         return np.maximum(cross - _entropy(q).sum(-1), 0.0)
 
     def max_neg_log_prob(self) -> float:
-        """max_j −log π(j), by dynamic programming over the chain (a Viterbi pass)."""
+        """max_j −log π(j), by dynamic programming over the chain (a Viterbi pass) (chapter 7).
+
+        ``ValueError`` when the prior is not fitted.
+        """
         self._check_fitted()
         best = -np.log(self.first)
         for l in range(1, self.L):
@@ -260,7 +521,28 @@ PRIORS = {"uniform": UniformPrior, "aggregated": AggregatedPrior, "markov": Mark
 
 
 def make_prior(name: str, K: int, L: int, **kwargs) -> LatentPrior:
-    """A prior by name: ``"uniform"``, ``"aggregated"`` or ``"markov"`` (chapter 7)."""
+    """A prior by name: ``"uniform"``, ``"aggregated"`` or ``"markov"`` (chapter 7).
+
+    Parameters
+    ----------
+    name : {"uniform", "aggregated", "markov"}
+    K, L : int
+        Codes per position and positions.
+    **kwargs
+        Passed to the prior (``alpha``); ignored by ``"uniform"``.
+
+    Returns
+    -------
+    LatentPrior
+        Not yet fitted, but for :class:`UniformPrior`.
+
+    Raises
+    ------
+    ValueError
+        When ``name`` is none of them (the message calls it ``prior``), or as the prior's class.
+
+    See also: :class:`UniformPrior`, :class:`AggregatedPrior`, :class:`MarkovPrior`; chapter 7.
+    """
     if name not in PRIORS:
         raise ValueError(f"prior={name!r} is not one of {tuple(PRIORS)}")
     if name == "uniform":

@@ -61,9 +61,27 @@ LEARNED_BETA_RATE = 10.0
 
 
 def check_beta(beta, quantizer: str = "softmax"):
-    """β as the quantizer takes it (chapter 6): for ``"softmax"`` a finite number > 0 or the string
-    ``"learned"``; for ``"nearest"`` any number (the β its tempered copies and chapter 7's penalty
-    use). Anything else is a ``ValueError`` naming ``beta`` and the valid choices."""
+    """β as the quantizer takes it (chapter 6).
+
+    For ``"softmax"`` a finite number > 0 or the string ``"learned"``; for ``"nearest"`` any
+    number (the β its tempered copies and chapter 7's penalty use).
+
+    Parameters
+    ----------
+    beta : float or "learned"
+    quantizer : {"softmax", "nearest"}
+
+    Returns
+    -------
+    float or "learned"
+
+    Raises
+    ------
+    ValueError
+        Naming ``beta`` and the valid choices (``"learned"`` with the nearest quantizer too).
+
+    See also: :class:`VectorQuantizer`, :func:`learned_beta`; chapter 6.
+    """
     if isinstance(beta, str):
         if beta == "learned" and quantizer == "softmax":
             return beta
@@ -81,7 +99,25 @@ def check_beta(beta, quantizer: str = "softmax"):
 
 @dataclass
 class Quantized:
-    """What a quantizer returns for a batch of N inputs with L positions each."""
+    """What a quantizer returns for a batch of N inputs with L positions each (chapter 1).
+
+    Attributes
+    ----------
+    z_q : Tensor (N, L, D)
+        The chosen codes e_J, with straight-through gradients.
+    indices : Tensor (N, L), int64 in [0, K)
+        The latent variables J.
+    probs : Tensor (N, L, K)
+        The posterior q(k | x) per position.
+    codebook_loss : Tensor, scalar
+        ‖sg[f(x)] − e_J*‖², J* the nearest code (zero for the EMA codebook).
+    commitment_loss : Tensor, scalar
+        ‖f(x) − sg[e_J*]‖², J* the nearest code (:func:`training_indices`).
+    beta_loss : Tensor, scalar
+        :func:`precision_loss` for a learned β (zero otherwise).
+
+    See also: :meth:`VectorQuantizer.forward`, :class:`vqlib.models.VQOutput`; chapter 1.
+    """
 
     z_q: Tensor  # (N, L, D): the chosen codes, with straight-through gradients
     indices: Tensor  # (N, L): the latent variables J, int64 in [0, K)
@@ -92,7 +128,7 @@ class Quantized:
 
 
 def squared_distances(z: Tensor, codebook: Tensor) -> Tensor:
-    """‖z_i − e_k‖² for rows z_i of ``z`` (M, D) and codes e_k of ``codebook`` (K, D).
+    """‖z_i − e_k‖² for rows z_i of ``z`` (M, D) and codes e_k of ``codebook`` (K, D): shape (M, K) (chapter 1).
 
     Rounding can push the expanded form slightly below 0; it is clamped there.
     """
@@ -101,7 +137,10 @@ def squared_distances(z: Tensor, codebook: Tensor) -> Tensor:
 
 
 def sphere_distances(z: Tensor, codes: Tensor) -> Tensor:
-    """Squared distances between unit vectors, clamped to their exact range [0, 4]."""
+    """Squared distances between unit vectors, clamped to their exact range [0, 4] (chapter 6).
+
+    ``z`` (M, D) and ``codes`` (K, D) give (M, K).
+    """
     return squared_distances(z, codes).clamp_max(4.0)
 
 
@@ -109,12 +148,22 @@ def sphere_distances(z: Tensor, codes: Tensor) -> Tensor:
 def nearest(z: Tensor, codes: Tensor) -> Tensor:
     """The nearest code of every row, argmin_k ‖z − e_k‖²: the nearest quantizer's rule (every chapter).
 
-    ``z`` is (M, D) or (R, M, D); ``codes`` (K, D), shared, or (R, K, D), one codebook per
-    model (the training engine). ‖z‖² is the same for every k, so it is left out:
-    argmin_k (‖e_k‖² − 2 z·e_k), one matrix product (in blocks of rows that stay in the cache)
-    and no clamping. :class:`VectorQuantizer`,
+    ‖z‖² is the same for every k, so it is left out: argmin_k (‖e_k‖² − 2 z·e_k), one matrix
+    product (in blocks of rows that stay in the cache) and no clamping. :class:`VectorQuantizer`,
     the training engine and the posteriors all use this one rule, so a model's codes do not
-    depend on where they are computed. Returns int64 indices of shape ``z.shape[:-1]``.
+    depend on where they are computed.
+
+    Parameters
+    ----------
+    z : Tensor (M, D) or (R, M, D)
+        Encoder outputs.
+    codes : Tensor (K, D), shared, or (R, K, D), one codebook per model (the training engine)
+
+    Returns
+    -------
+    Tensor of int64 indices in [0, K), shape ``z.shape[:-1]``
+
+    See also: :func:`training_indices`, :class:`VectorQuantizer`; chapter 1.
     """
     cc = (codes * codes).sum(-1)
     if codes.dim() == 2:
@@ -129,40 +178,104 @@ def nearest(z: Tensor, codes: Tensor) -> Tensor:
 
 
 def training_indices(z: Tensor, codes: Tensor, indices: Tensor, quantizer: str) -> Tensor:
-    """The codes training follows for encoder outputs ``z`` whose latent variables are ``indices``
-    (chapters 1 and 6): the EMA step, the codebook and commitment losses and the usage counts.
+    """The codes training follows for encoder outputs ``z`` whose latent variables are ``indices`` (chapters 1, 6).
 
-    The nearest code, argmin_k ‖z − e_k‖² (:func:`nearest`): the posterior's mode. For the
+    They drive the EMA step, the codebook and commitment losses and the usage counts: the
+    nearest code, argmin_k ‖z − e_k‖² (:func:`nearest`), the posterior's mode. For the
     nearest quantizer that is ``indices`` itself; for the softmax quantizer it differs from the
-    sampled code that the decoder sees (see the module's docstring for why). Shapes as
-    :func:`nearest`. :class:`VectorQuantizer` and the training engine both call this one rule.
+    sampled code that the decoder sees (see the module's docstring for why).
+    :class:`VectorQuantizer` and the training engine both call this one rule.
+
+    Parameters
+    ----------
+    z : Tensor (M, D) or (R, M, D)
+        Encoder outputs (no gradient needed).
+    codes : Tensor (K, D) or (R, K, D)
+    indices : Tensor of int64, shape ``z.shape[:-1]``
+        The latent variables J (sampled, for the softmax quantizer).
+    quantizer : {"nearest", "softmax"}
+
+    Returns
+    -------
+    Tensor of int64, shape ``z.shape[:-1]``
+        ``indices`` itself (the same object) for ``"nearest"``, else the nearest codes.
+
+    See also: :func:`nearest`, :class:`VectorQuantizer`; chapter 6.
     """
     return indices if quantizer == "nearest" else nearest(z, codes)
 
 
 def learned_beta(theta: Tensor) -> Tensor:
-    """A learned β from its parameter θ: exp(:data:`LEARNED_BETA_RATE` × θ), elementwise (chapter 6;
-    :class:`VectorQuantizer` and the training engine's stacked models)."""
+    """A learned β from its parameter θ: exp(:data:`LEARNED_BETA_RATE` × θ), elementwise (chapter 6).
+
+    Used by :class:`VectorQuantizer` and the training engine's stacked models; θ = 0 gives β = 1.
+
+    Parameters
+    ----------
+    theta : Tensor, any shape
+
+    Returns
+    -------
+    Tensor, the shape of ``theta``, values > 0 (with θ's gradient)
+
+    See also: :func:`precision_loss`, :func:`check_beta`; chapter 6.
+    """
     return torch.exp(LEARNED_BETA_RATE * theta)
 
 
 def precision_loss(beta: Tensor, sq_distance: Tensor, code_dim: int) -> Tensor:
     """β·d − (D/2)·log β: the term that trains a learned β (chapter 6), elementwise over models.
 
-    ``sq_distance`` is the mean squared distance ‖f(x) − e_J‖² between encoder outputs and their
-    sampled codes (no gradient), ``beta`` the current β (with its gradient). Up to a constant it is
-    −log N(f(x); e_J, I/(2β)), the Gaussian around the sampled code of SQ-VAE's quantizer; its
-    minimiser over β is the maximum-likelihood precision D / (2d).
+    Up to a constant it is −log N(f(x); e_J, I/(2β)), the Gaussian around the sampled code of
+    SQ-VAE's quantizer; its minimiser over β is the maximum-likelihood precision D / (2d).
+
+    Parameters
+    ----------
+    beta : Tensor, scalar or (R,)
+        The current β (with its gradient).
+    sq_distance : Tensor, the shape of ``beta``
+        d, the mean squared distance ‖f(x) − e_J‖² between encoder outputs and their sampled
+        codes (no gradient).
+    code_dim : int
+        D.
+
+    Returns
+    -------
+    Tensor, the shape of ``beta``
+
+    See also: :func:`learned_beta`, :class:`VectorQuantizer`; chapter 6.
     """
     return beta * sq_distance - 0.5 * code_dim * torch.log(beta)
 
 
 class VectorQuantizer(nn.Module):
-    """A codebook of K vectors in R^{code_dim} and the rule that assigns codes to inputs.
+    """A codebook of K vectors in R^{code_dim} and the rule that assigns codes to inputs (chapters 1, 6).
 
-    Parameters mirror the book's notation: ``K`` codes, inverse temperature ``beta`` (β) for the
-    softmax quantizer (a number > 0, or ``"learned"``), ``update`` = ``"ema"`` or ``"loss"`` for
-    how the codebook learns, ``decay`` the EMA's (default :data:`DEFAULT_DECAY` of the quantizer).
+    Parameters mirror the book's notation: J_l = argmin_k ‖f(x)_l − e_k‖² (``"nearest"``) or
+    J_l ~ q(k | x) ∝ exp(−β‖f(x)_l − e_k‖²) (``"softmax"``), codes e_k on the unit sphere.
+
+    Parameters
+    ----------
+    K : int
+        Number of codes.
+    code_dim : int
+        D, the dimension of each code.
+    quantizer : {"nearest", "softmax"}
+    beta : float or "learned"
+        Inverse temperature β for the softmax quantizer (a number > 0, or ``"learned"``).
+    update : {"ema", "loss"}
+        How the codebook learns (``"frozen"`` is set by :meth:`vqlib.VQVAE.freeze_codebook_and_decoder`).
+    decay : float in (0, 1), optional
+        The EMA's decay (default :data:`DEFAULT_DECAY` of the quantizer).
+    eps : float > 0
+        The Laplace smoothing of the EMA counts.
+
+    Raises
+    ------
+    ValueError
+        Naming the argument (``update`` is named ``codebook``, as :class:`vqlib.VQVAE` calls it).
+
+    See also: :func:`nearest`, :func:`training_indices`, :class:`vqlib.VQVAE`; chapters 1, 6.
     """
 
     def __init__(
@@ -198,19 +311,24 @@ class VectorQuantizer(nn.Module):
         self.register_buffer("recent_count", torch.zeros(self.K), persistent=False)
 
     def extra_repr(self) -> str:
+        """K, code_dim, the quantizer, β (softmax only) and the codebook update, for ``repr`` (chapter 1)."""
         beta = f", beta={'learned' if self.learned_beta else self.beta}" if self.quantizer == "softmax" else ""
         return f"K={self.K}, code_dim={self.code_dim}, quantizer={self.quantizer!r}{beta}, update={self.update!r}"
 
     @property
     def beta(self) -> float:
-        """β as a float: the fixed value, or the current value of a learned one (chapter 6)."""
+        """β as a float: the fixed value, or the current value of a learned one (chapter 6).
+
+        Setting it fixes β at a finite number > 0 (``ValueError`` naming ``beta`` otherwise); a learned
+        β then stops learning (its parameter goes).
+        """
         if self.learned_beta:
             return float(self.beta_tensor().detach())
         return self._beta
 
     @beta.setter
     def beta(self, value) -> None:
-        """Fix β at ``value`` (a finite number > 0); a learned β stops learning (its parameter goes)."""
+        """Fix β at ``value`` (a finite number > 0); a learned β stops learning (its parameter goes) (chapter 6)."""
         value = positive_float(value, "beta")
         if self.learned_beta:
             del self.beta_param
@@ -218,18 +336,31 @@ class VectorQuantizer(nn.Module):
         self._beta = value
 
     def beta_tensor(self) -> Tensor:
-        """β as a tensor, with its gradient when learned (the training engine stacks it per model)."""
+        """β as a 0-d tensor, with its gradient when learned (the training engine stacks it per model) (chapter 6)."""
         if self.learned_beta:
             return learned_beta(self.beta_param)
         return torch.tensor(self._beta)
 
     @property
     def codes(self) -> Tensor:
-        """The K code vectors e_k, each of unit length, shape (K, code_dim)."""
+        """The K code vectors e_k, each of unit length, shape (K, code_dim) (chapter 1)."""
         return F.normalize(self.codebook, dim=-1)
 
     def posterior(self, z: Tensor) -> Tensor:
-        """q(k | x) per position for encoder outputs ``z`` (N, L, D) → (N, L, K)."""
+        """q(k | x) per position for encoder outputs ``z`` (chapters 4–7).
+
+        One-hot on the nearest code (``"nearest"``), or softmax(−β‖z_l − e_k‖²) over k (``"softmax"``).
+
+        Parameters
+        ----------
+        z : Tensor (N, L, D)
+
+        Returns
+        -------
+        Tensor (N, L, K), each row a probability vector
+
+        See also: :func:`nearest`, :meth:`vqlib.VQVAE.posterior`; chapter 4.
+        """
         if self.quantizer == "nearest":
             probs = F.one_hot(nearest(z.reshape(-1, self.code_dim), self.codes), self.K).to(z.dtype)
         else:
@@ -237,6 +368,25 @@ class VectorQuantizer(nn.Module):
         return probs.reshape(*z.shape[:-1], self.K)
 
     def forward(self, z: Tensor, generator: torch.Generator | None = None) -> Quantized:
+        """Quantize encoder outputs ``z``: latent variables, chosen codes and the codebook losses (chapters 1, 6).
+
+        J by the quantizer's rule; z_q = e_J + (z − sg[z]), exactly e_J in value with the gradient
+        reaching z unchanged (straight-through). The losses and, in training mode, the usage counts
+        and the EMA step (after quantizing: this batch used the old codes) follow the nearest code
+        (:func:`training_indices`).
+
+        Parameters
+        ----------
+        z : Tensor (N, L, D)
+        generator : torch.Generator, optional
+            Draws the softmax quantizer's latent variables (None: the global generator).
+
+        Returns
+        -------
+        Quantized
+
+        See also: :class:`Quantized`, :meth:`vqlib.VQVAE.forward`; chapter 1.
+        """
         n, L, D = z.shape
         flat = z.reshape(-1, D)
         # Normalising makes a new tensor, so the in-place EMA step below leaves the graph intact.
@@ -287,7 +437,18 @@ class VectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def set_codebook(self, codes: Tensor) -> None:
-        """Replace the codebook (k-means or data init) and restart the EMA statistics."""
+        """Replace the codebook (k-means or data init) and restart the EMA statistics (chapter 1).
+
+        Parameters
+        ----------
+        codes : Tensor (K, code_dim)
+            Normalised onto the unit sphere before they are stored.
+
+        Raises
+        ------
+        ValueError
+            Naming ``codes`` when its shape is not (K, code_dim).
+        """
         if codes.shape != self.codebook.shape:
             raise ValueError(f"codes has shape {tuple(codes.shape)}, expected {tuple(self.codebook.shape)}")
         codes = F.normalize(codes, dim=-1)
@@ -298,9 +459,21 @@ class VectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def reset_dead_codes(self, z: Tensor, generator: torch.Generator | None = None) -> int:
-        """Move every code unused since the last call onto a random encoder output.
+        """Move every code unused since the last call onto a random encoder output (chapter 1).
 
-        ``z`` holds encoder outputs (M, D) to draw from. Returns how many codes moved.
+        Parameters
+        ----------
+        z : Tensor (M, D)
+            Encoder outputs to draw from.
+        generator : torch.Generator, optional
+            Draws which outputs (None: the global generator).
+
+        Returns
+        -------
+        int
+            How many codes moved.
+
+        See also: :func:`vqlib.fit`; chapter 1.
         """
         dead = (self.recent_count == 0).nonzero().squeeze(1)
         self.recent_count.zero_()

@@ -16,11 +16,31 @@ __all__ = ["generate"]
 def generate(model: VQVAE, n: int, prior: LatentPrior | None = None, seed: int = 0) -> Tensor:
     """``n`` generated samples g(e_J), J ~ π, in the data's shape and in [0, 1] (chapter 7).
 
-    ``prior`` is a fitted :mod:`vqlib.models.priors` prior with the model's K and L. By default
-    it is :class:`~vqlib.models.UniformPrior`, the one prior that needs no data; chapter 7
-    shows that a prior fitted to the training codes (aggregated or Markov) generates
-    much better. ``seed`` fixes the drawn codes, so the same call gives the same images.
-    Returns a CPU tensor of shape (n, *model.in_shape).
+    By default π is :class:`~vqlib.models.UniformPrior`, the one prior that needs no data;
+    chapter 7 shows that a prior fitted to the training codes (aggregated or Markov) generates
+    much better. ``seed`` fixes the drawn codes, so the same call gives the same images. The
+    model is evaluated in evaluation mode and left in the mode it was in.
+
+    Parameters
+    ----------
+    model : VQVAE
+    n : int ≥ 1
+        Number of samples.
+    prior : LatentPrior, optional
+        A fitted :mod:`vqlib.models.priors` prior with the model's K and L.
+    seed : int in [0, 2⁶³ − 1]
+        Seeds the prior's draws.
+
+    Returns
+    -------
+    Tensor (n, *model.in_shape), values in [0, 1], on the CPU
+
+    Raises
+    ------
+    ValueError
+        Naming ``model``, ``n``, ``seed`` or ``prior`` (not a prior, other K or L, not fitted).
+
+    See also: :meth:`vqlib.VQVAE.decode_indices`, :func:`vqlib.models.make_prior`, :func:`vqlib.w2`; chapter 7.
     """
 
     model = check_model(model)

@@ -46,7 +46,33 @@ ARCHITECTURES = ("mlp", "conv")
 
 @dataclass
 class VQOutput:
-    """One forward pass: the reconstruction, the latent variables and the loss parts."""
+    """One forward pass of :class:`VQVAE`: the reconstruction, the latent variables and the loss parts (chapter 1).
+
+    Attributes
+    ----------
+    x_hat : Tensor (N, *in_shape), values in [0, 1]
+        The reconstruction x̂ = g(e_{J_1}, …, e_{J_L}).
+    indices : Tensor (N, L), int64 in [0, K)
+        The latent variables J.
+    probs : Tensor (N, L, K)
+        The posterior q(k | x) per position (one-hot for the nearest quantizer).
+    z_e : Tensor (N, L, code_dim)
+        Encoder outputs f(x), on the unit sphere.
+    z_q : Tensor (N, L, code_dim)
+        The chosen codes e_J, with straight-through gradients to f(x).
+    recon_loss : Tensor, scalar
+        Mean over inputs of ‖x − x̂‖² / d, in [0, 1].
+    codebook_loss, commitment_loss : Tensor, scalar
+        ‖sg[f(x)] − e_J*‖² (zero for the EMA codebook) and ‖f(x) − sg[e_J*]‖², J* the nearest code.
+    loss : Tensor, scalar
+        What training minimises: recon + codebook + commitment weight × commitment (+ β's term).
+    perplexity : float
+        exp(entropy of the batch's code frequencies).
+    used_fraction : float
+        Fraction of the K codes chosen at least once in the batch.
+
+    See also: :meth:`VQVAE.forward`, :class:`vqlib.models.quantizers.Quantized`; chapter 1.
+    """
 
     x_hat: Tensor  # (N, *in_shape) in [0, 1]
     indices: Tensor  # (N, L) the latent variables J
@@ -66,8 +92,25 @@ def latent_grids(in_shape) -> dict[int, tuple[int, int]]:
 
     ``{L: (h, w)}`` for every number s ≥ 1 of stride-2 halvings that leaves whole sides of at
     least 2: h = H/2^s, w = W/2^s, L = h·w, largest grid first. ``(1, 8, 8)`` gives
-    ``{16: (4, 4), 4: (2, 2)}``, ``(1, 28, 28)`` gives ``{196: (14, 14), 49: (7, 7)}``. An input too
-    small for one halving (a side odd or under 4) is a ``ValueError`` naming ``in_shape``.
+    ``{16: (4, 4), 4: (2, 2)}``, ``(1, 28, 28)`` gives ``{196: (14, 14), 49: (7, 7)}``.
+
+    Parameters
+    ----------
+    in_shape : tuple (C, H, W)
+        The shape of one input.
+
+    Returns
+    -------
+    dict {L: (h, w)}
+        The valid L of ``architecture="conv"`` and their grids, largest first.
+
+    Raises
+    ------
+    ValueError
+        Naming ``in_shape``: not three positive integers, or too small for one halving (a side
+        odd or under 4).
+
+    See also: :class:`VQVAE`, :func:`receptive_fields`; chapter 1.
     """
     C, H, W = _shape(in_shape)
     grids: dict[int, tuple[int, int]] = {}
@@ -102,29 +145,57 @@ def _parameter_bytes(d: int, K: int, L: int, code_dim: int, enc: list[int], dec:
 class VQVAE(nn.Module):
     """A VQ-VAE with K codes and L latent positions per input (chapter 1).
 
+    The encoder maps x to f(x)_1, …, f(x)_L on the unit sphere of R^{code_dim}, the quantizer picks
+    J_l = argmin_k ‖f(x)_l − e_k‖² (nearest) or draws J_l ~ q ∝ exp(−β‖f(x)_l − e_k‖²) (softmax),
+    and the decoder gives x̂ = g(e_{J_1}, …, e_{J_L}) in [0, 1].
+
     Parameters
     ----------
-    in_shape : the shape of one input, e.g. ``(1, 8, 8)`` for the digits.
-    K : codebook size (K ≥ 1).
-    L : latent positions per input (L ≥ 1); the latent variable J lies in [K]^L. With
+    in_shape : tuple (C, H, W)
+        The shape of one input, e.g. ``(1, 8, 8)`` for the digits.
+    K : int
+        Codebook size (K ≥ 1).
+    L : int
+        Latent positions per input (L ≥ 1); the latent variable J lies in [K]^L. With
         ``architecture="conv"`` L must be one of :func:`latent_grids` (the h × w grid it makes).
-    code_dim : dimension of each code vector.
-    quantizer : ``"nearest"`` (deterministic) or ``"softmax"`` (J_l ~ q ∝ exp(−β‖f_l − e_k‖²)).
-    beta : the softmax quantizer's inverse temperature: a number β > 0, or ``"learned"`` (trained
+    code_dim : int
+        Dimension of each code vector.
+    quantizer : {"nearest", "softmax"}
+        ``"nearest"`` (deterministic) or ``"softmax"`` (J_l ~ q ∝ exp(−β‖f_l − e_k‖²)).
+    beta : float or "learned"
+        The softmax quantizer's inverse temperature: a number β > 0, or ``"learned"`` (trained
         with the loss from β = 1, see :mod:`vqlib.models.quantizers`; ``model.beta`` is its current value)
         (chapter 6).
-    architecture : ``"mlp"`` (multilayer perceptrons) or ``"conv"`` (strided convolutions and
+    architecture : {"mlp", "conv"}
+        ``"mlp"`` (multilayer perceptrons) or ``"conv"`` (strided convolutions and
         residual blocks on a latent grid; see the module's docstring).
-    hidden : width of every hidden layer (MLP) or number of channels (conv), unless
+    hidden : int, optional
+        Width of every hidden layer (MLP) or number of channels (conv), unless
         ``encoder_width``/``decoder_width`` are given; default 128 (MLP) or 64 (conv).
-    encoder_depth, decoder_depth : number of hidden layers (MLP; 0 gives a linear map) or of
-        residual blocks (conv).
-    codebook : ``"ema"`` or ``"loss"``: how the codebook learns.
-    commitment : weight of the commitment loss.
-    decay : the EMA codebook's decay (default 0.99 for the nearest quantizer, 0.9 for the softmax one).
-    init : ``"kmeans"``, ``"data"`` or ``"random"``: how :func:`vqlib.fit` starts the codebook.
-    dead_code_reset : whether :func:`vqlib.fit` moves unused codes onto encoder outputs.
-    seed : seeds the initial weights, so construction is reproducible.
+    encoder_depth, decoder_depth : int
+        Number of hidden layers (MLP; 0 gives a linear map) or of residual blocks (conv).
+    encoder_width, decoder_width : int, optional
+        Width (channels) of the encoder's or decoder's hidden layers; default ``hidden``.
+    codebook : {"ema", "loss"}
+        How the codebook learns.
+    commitment : float
+        Weight (≥ 0) of the commitment loss.
+    decay : float in (0, 1), optional
+        The EMA codebook's decay (default 0.99 for the nearest quantizer, 0.9 for the softmax one).
+    init : {"kmeans", "data", "random"}
+        How :func:`vqlib.fit` starts the codebook.
+    dead_code_reset : bool
+        Whether :func:`vqlib.fit` moves unused codes onto encoder outputs.
+    seed : int
+        Seeds the initial weights, so construction is reproducible.
+
+    Raises
+    ------
+    ValueError
+        Naming the argument and the bad value (an L that is not a latent grid lists the valid
+        ones); also for a model whose weights alone would exceed this machine's memory.
+
+    See also: :func:`vqlib.fit`, :func:`latent_grids`, :class:`VQOutput`; chapter 1.
     """
 
     def __init__(
@@ -214,18 +285,33 @@ class VQVAE(nn.Module):
 
     @property
     def beta(self) -> float:
+        """The quantizer's β as a float: the fixed value, or the current value of a learned one (chapter 6)."""
         return self.quantizer.beta
 
     @property
     def device(self) -> torch.device:
+        """The device the model's weights are on (that of its codebook) (chapter 1)."""
         return self.quantizer.codebook.device
 
     def encode(self, x: Tensor) -> Tensor:
-        """Encoder outputs f(x)_l on the unit sphere of R^{code_dim}, shape (N, L, code_dim).
+        """Encoder outputs f(x)_l on the unit sphere of R^{code_dim} (chapters 1, 6).
 
         Codes lie on the same sphere (see :class:`vqlib.models.VectorQuantizer`), so every
         squared distance ‖f(x)_l − e_k‖² lies in [0, 4]: the scale on which the softmax
         quantizer's β means something, and the sensitivity of chapter 6's stability bound.
+        For ``architecture="conv"`` position l = i·w + j is row i, column j of the h × w grid.
+
+        Parameters
+        ----------
+        x : Tensor (N, *in_shape), on the model's device
+            Inputs (not checked here; :meth:`forward` checks the shape).
+
+        Returns
+        -------
+        Tensor (N, L, code_dim)
+            f(x)_l, each of unit length.
+
+        See also: :meth:`decode`, :meth:`posterior`; chapter 1.
         """
         if self.architecture == "conv":  # (N, D, h, w) → position l = i·w + j
             z = self.encoder(x.reshape(x.shape[0], *self.in_shape)).permute(0, 2, 3, 1).reshape(-1, self.L, self.code_dim)
@@ -234,7 +320,19 @@ class VQVAE(nn.Module):
         return F.normalize(z, dim=-1)
 
     def decode(self, z_q: Tensor) -> Tensor:
-        """Decoder g(z_q) for codes of shape (N, L, code_dim) → (N, *in_shape) in [0, 1]."""
+        """The decoder g(z_q), outputs in [0, 1] through a sigmoid (chapter 1).
+
+        Parameters
+        ----------
+        z_q : Tensor (N, L, code_dim)
+            One code vector per position (position l = i·w + j of the grid for ``"conv"``).
+
+        Returns
+        -------
+        Tensor (N, *in_shape), values in [0, 1]
+
+        See also: :meth:`decode_indices`, :meth:`encode`; chapter 1.
+        """
         if self.architecture == "conv":
             h, w = self.grid
             grid = z_q.reshape(z_q.shape[0], h, w, self.code_dim).permute(0, 3, 1, 2)
@@ -243,7 +341,24 @@ class VQVAE(nn.Module):
         return out.reshape(-1, *self.in_shape)
 
     def decode_indices(self, indices: Tensor) -> Tensor:
-        """x̂ = g(e_{J_1}, …, e_{J_L}) for latent variables ``indices`` of shape (N, L) (N = 0 gives none)."""
+        """The images x̂ = g(e_{J_1}, …, e_{J_L}) of latent variables ``indices`` (chapters 1, 7).
+
+        Parameters
+        ----------
+        indices : Tensor or array-like (N, L), integers in [0, K)
+            Latent variables J; N = 0 gives none.
+
+        Returns
+        -------
+        Tensor (N, *in_shape), values in [0, 1], on the model's device
+
+        Raises
+        ------
+        ValueError
+            Naming ``indices`` when it is not of shape (N, L), not integers, or outside [0, K).
+
+        See also: :meth:`decode`, :func:`vqlib.generate`; chapter 7.
+        """
         indices = torch.as_tensor(indices, device=self.device)
         if indices.dim() != 2 or indices.shape[1] != self.L:
             raise ValueError(f"indices must have shape (N, L={self.L}), got {tuple(indices.shape)}")
@@ -255,10 +370,50 @@ class VQVAE(nn.Module):
         return self.decode(self.quantizer.codes[indices])
 
     def posterior(self, x: Tensor) -> Tensor:
-        """The latent-variable posterior q(k | x) per position, shape (N, L, K)."""
+        """The latent-variable posterior q(k | x) per position (chapters 4–7).
+
+        One-hot on J_l = argmin_k ‖f(x)_l − e_k‖² for the nearest quantizer; for the softmax one
+        q(k | x)_l ∝ exp(−β‖f(x)_l − e_k‖²) at the current β.
+
+        Parameters
+        ----------
+        x : Tensor (N, *in_shape), on the model's device
+
+        Returns
+        -------
+        Tensor (N, L, K)
+            Each row a probability vector over the K codes.
+
+        See also: :meth:`vqlib.models.VectorQuantizer.posterior`, :func:`vqlib.models.evaluate_models`; chapter 4.
+        """
         return self.quantizer.posterior(self.encode(x))
 
     def forward(self, x: Tensor, generator: torch.Generator | None = None) -> VQOutput:
+        """One pass: encode, quantize, decode, and the loss parts training minimises (chapter 1).
+
+        z_e = f(x); J by the quantizer; x̂ = g(z_q) with the straight-through z_q = e_J; loss =
+        mean ‖x − x̂‖²/d + codebook loss + commitment × commitment loss (+ a learned β's
+        :func:`vqlib.models.quantizers.precision_loss`). In training mode the EMA codebook takes its
+        step and the usage counts grow, after quantizing.
+
+        Parameters
+        ----------
+        x : Tensor (N, *in_shape), values in [0, 1], on the model's device
+        generator : torch.Generator, optional
+            Draws the softmax quantizer's latent variables (None: the global generator); the nearest
+            quantizer draws nothing.
+
+        Returns
+        -------
+        VQOutput
+
+        Raises
+        ------
+        ValueError
+            When ``x.shape[1:]`` is not ``in_shape``.
+
+        See also: :class:`VQOutput`, :func:`vqlib.fit`, :func:`vqlib.reconstruction_loss`; chapter 1.
+        """
         if tuple(x.shape[1:]) != self.in_shape:
             raise ValueError(f"x has shape {tuple(x.shape)}, which does not match in_shape={self.in_shape}")
         z_e = self.encode(x)
@@ -276,8 +431,15 @@ class VQVAE(nn.Module):
     def freeze_codebook_and_decoder(self) -> "VQVAE":
         """Fix codebook and decoder, so that training changes the encoder only (chapter 3).
 
-        No gradient reaches them, the EMA and dead-code resets stop, and the codebook is
-        marked initialised. Returns the model.
+        No gradient reaches them (nor a learned β), the EMA and dead-code resets stop, and the
+        codebook is marked initialised.
+
+        Returns
+        -------
+        VQVAE
+            The model itself, frozen in place.
+
+        See also: :func:`vqlib.models.train_reference`; chapters 3, 4, 6.
         """
         for p in [*self.quantizer.parameters(), *self.decoder.parameters()]:
             p.requires_grad_(False)
@@ -288,27 +450,61 @@ class VQVAE(nn.Module):
 
     @torch.no_grad()
     def init_codebook(self, x: Tensor, generator: torch.Generator | None = None) -> None:
-        """Start encoder and codebook from data ``x`` (called once by :func:`vqlib.fit`).
+        """Start encoder and codebook from data ``x`` (called once by :func:`vqlib.fit`) (chapter 1).
 
         First the encoder's last layer is rescaled so that, over ``x``, each output unit
         has mean 0 and variance 1 before the projection onto the sphere: freshly
         initialised networks map all inputs to nearly the same direction, which would
         give every input the same code at each position. Then the codebook starts from
         k-means on the encodings (or random encodings, for ``init="data"``). The rescaling
-        needs a spread: ``x`` must hold at least 2 inputs (else ``ValueError``). The training
-        engine starts many models the same way at once (:func:`vqlib.models.engine.init_codebooks`);
-        this is its one-model case.
+        needs a spread: ``x`` must hold at least 2 inputs. The training engine starts many
+        models the same way at once (:func:`vqlib.models.engine.init_codebooks`); this is its
+        one-model case.
+
+        Parameters
+        ----------
+        x : Tensor (m, *in_shape), values in [0, 1], m ≥ 2
+        generator : torch.Generator, optional
+            Draws the k-means seeding (None: the global generator).
+
+        Returns
+        -------
+        None; the model changes in place.
+
+        Raises
+        ------
+        ValueError
+            When ``x`` holds fewer than 2 inputs.
+
+        See also: :func:`vqlib.models.kmeans_batched`, :func:`vqlib.fit`; chapter 1.
         """
 
         init_codebooks([self], x[None], [generator])
 
 
 def receptive_fields(model: VQVAE, x) -> Tensor:
-    """Which pixels each latent position reads (chapter 1): shape (L, H, W), each map summing to 1.
+    """Which pixels each latent position reads (chapter 1).
 
     The mean over the inputs ``x`` of |∂ f(x)_l / ∂x| (summed over the code dimensions and the
     channels), normalised per position. For the convolutional architecture each map is a patch
     around the position's place on the grid; for the MLP every position may read every pixel.
+
+    Parameters
+    ----------
+    model : VQVAE
+    x : Tensor or array (N, C, H, W), values in [0, 1], of the model's ``in_shape``
+
+    Returns
+    -------
+    Tensor (L, H, W), on the CPU
+        One map per position, each summing to 1.
+
+    Raises
+    ------
+    ValueError
+        Naming ``model`` when it is not a :class:`VQVAE`, naming ``x`` when it is not such images.
+
+    See also: :func:`latent_grids`, :meth:`VQVAE.encode`; chapter 1.
     """
 
     if not isinstance(model, VQVAE):

@@ -11,17 +11,21 @@ Chapter 8 tests it on the digits with one-axis-at-a-time sweeps around a base mo
   information carried by the latent variables (LVs) on the training set;
 * :func:`axis_rows` picks, from all rows, those of one axis (every other axis at base);
 * :func:`summarise` reduces rows to mean ± standard deviation over seeds per setting;
-* :func:`paired_differences` compares two settings seed by seed (same training data),
-  with a Student-t interval over seeds;
-* :func:`paired_log_fit` fits y = a + b·log x *within each seed* and reports the mean
-  slope with its standard error over seeds and a Student-t interval (df = seeds − 1):
-  the slope of the gap, or of the LV information, per unit of log K (or log width, …)
+* :func:`~vqlib.studies.statistics.paired_differences` compares two settings seed by seed
+  (same training data), with a Student-t interval over seeds;
+* :func:`~vqlib.studies.statistics.paired_log_fit` fits y = a + b·log x *within each seed*
+  and reports the mean slope with its standard error over seeds and a Student-t interval
+  (df = seeds − 1): the slope of the gap, or of the LV information, per unit of log K (or log width, …)
   when the same seeds are shared by every setting of an axis;
 * :func:`axis_verdict` turns a slope and a paired difference into "moves the gap" or
-  "within noise" with Student-t quantiles (:func:`t_quantile`);
-* :func:`log_fit` is the pooled least-squares fit of y = a + b·log x, every point an
-  independent observation; :func:`line_fit` is the same fit against x itself (the gap
+  "within noise" with Student-t quantiles (:func:`~vqlib.studies.statistics.t_quantile`);
+* :func:`~vqlib.studies.statistics.log_fit` is the pooled least-squares fit of
+  y = a + b·log x, every point an independent observation;
+  :func:`~vqlib.studies.statistics.line_fit` is the same fit against x itself (the gap
   against the training loss).
+
+The statistics functions live in :mod:`vqlib.studies.statistics`, shared with other
+chapters; this module imports only :func:`~vqlib.studies.statistics.t_quantile`.
 
 Seeds: ``data_seed`` draws the n training and the held-out test digits, ``train_seed``
 the initial weights and the batch order; both are in every row. Chapter 8 uses the same
@@ -67,10 +71,30 @@ def _check_base(base: Mapping) -> dict:
 def capacity_settings(base: Mapping, axes: Mapping[str, Sequence[int]]) -> list[dict]:
     """The distinct settings of a one-axis-at-a-time sweep around ``base`` (chapter 8).
 
-    ``base`` gives a value to every name in :data:`AXES`; ``axes[name]`` lists the values
-    that axis takes while the others stay at base. Returns a list of full settings (one
-    dict per model to train), the base first and each setting once, even where a list
-    contains the base value.
+    Parameters
+    ----------
+    base : mapping
+        A value for every name in :data:`AXES` (depths integers ≥ 0, widths, K and L integers ≥ 1);
+        may also name the ``architecture``.
+    axes : mapping of str to sequence of int
+        ``axes[name]`` lists the values that axis takes while the others stay at base; each
+        name in :data:`AXES`, each list non-empty.
+
+    Returns
+    -------
+    list of dict
+        Full settings (one dict per model to train), the base first and each setting once,
+        even where a list contains the base value.
+
+    Raises
+    ------
+    ValueError
+        When ``base`` misses an axis or holds a bad value, ``axes`` names an unknown axis, a
+        list is empty, or a value is not an integer ≥ 0 (depths) or ≥ 1 (the others).
+
+    See also
+    --------
+    capacity_runs, axis_rows; chapter 8.
     """
     base = _check_base(base)
     unknown = sorted(set(axes) - set(AXES))
@@ -90,10 +114,35 @@ def capacity_settings(base: Mapping, axes: Mapping[str, Sequence[int]]) -> list[
 
 
 def axis_rows(rows: Iterable[Mapping], axis: str, base: Mapping) -> list[dict]:
-    """The rows of ``axis``'s sweep: every other axis at its ``base`` value, and the base's
-    ``architecture`` (default ``"mlp"``) (chapter 8).
+    """The rows of ``axis``'s sweep: every other axis and the architecture at their ``base`` values (chapter 8).
 
-    Rows are sorted by the axis value (then by ``data_seed`` when present).
+    A row matches when each axis other than ``axis`` equals its ``base`` value and its
+    ``architecture`` is the base's (default ``"mlp"``, for rows and base that name none).
+
+    Parameters
+    ----------
+    rows : iterable of mapping
+        Tidy rows of :func:`capacity_runs`.
+    axis : str
+        One of :data:`AXES`.
+    base : mapping
+        A value for every name in :data:`AXES` (depths integers ≥ 0, widths, K and L integers ≥ 1);
+        may also name the ``architecture``.
+
+    Returns
+    -------
+    list of dict
+        Copies of the matching rows, sorted by the axis value (then by ``data_seed`` when present).
+
+    Raises
+    ------
+    ValueError
+        When ``axis`` is not in :data:`AXES`, ``base`` misses an axis or holds a bad value, or
+        no row matches.
+
+    See also
+    --------
+    capacity_settings, summarise, vqlib.studies.statistics.paired_log_fit; chapter 8.
     """
     if axis not in AXES:
         raise ValueError(f"axis={axis!r} is not one of {AXES}")
@@ -111,10 +160,30 @@ def summarise(rows: Iterable[Mapping], by: str | Sequence[str],
               values: Sequence[str] = ("train_loss", "test_loss", "gap")) -> list[dict]:
     """Mean and standard deviation over seeds of ``values``, per setting of ``by`` (chapter 8).
 
-    Returns one dict per distinct value of the ``by`` key(s), in sorted order, with the
-    ``by`` entries, ``count`` (rows in the group) and ``<v>_mean``, ``<v>_std`` (sample
-    standard deviation, ddof = 1; NaN for a group of one row) for every ``v`` in
-    ``values``. Missing keys and non-finite values raise ``ValueError``.
+    Parameters
+    ----------
+    rows : iterable of mapping
+        Tidy rows, each holding every key of ``by`` and ``values``; at least one.
+    by : str or sequence of str
+        The key(s) that define a setting; at least one.
+    values : sequence of str, default ("train_loss", "test_loss", "gap")
+        The keys to average; at least one.
+
+    Returns
+    -------
+    list of dict
+        One dict per distinct value of the ``by`` key(s), in sorted order, with the ``by``
+        entries, ``count`` (rows in the group) and ``<v>_mean``, ``<v>_std`` (sample standard
+        deviation, ddof = 1; NaN for a group of one row) for every ``v`` in ``values``.
+
+    Raises
+    ------
+    ValueError
+        When ``rows``, ``by`` or ``values`` is empty, a row misses a key, or a value is not finite.
+
+    See also
+    --------
+    axis_rows, vqlib.studies.statistics.sem; chapter 8.
     """
     by = [by] if isinstance(by, str) else list(by)
     rows = list(rows)
@@ -143,15 +212,39 @@ def summarise(rows: Iterable[Mapping], by: str | Sequence[str],
 
 
 def axis_verdict(slope: Mapping, paired: Mapping | None = None, level: float = 0.95) -> str:
-    """The verdict "moves the gap" or "within noise" for one axis of chapter 8's sweep.
+    """The verdict "moves the gap" or "within noise" for one axis of the sweep (chapter 8).
 
-    ``slope`` is a :func:`paired_log_fit` result and ``paired`` (optional) a
-    :func:`paired_differences` result; each carries its ``t`` and ``df``. The axis *moves
-    the gap* when either |t| ≥ :func:`t_quantile` (df, ``level``), i.e. when the two-sided
-    Student-t interval at ``level`` of the mean per-seed slope, or of the mean per-seed
-    difference between the largest and the smallest value, excludes zero; otherwise it is
-    *within noise* (not detected, which is not the same as zero). With three seeds (df = 2)
-    a t value of 3 is within noise: t_{0.975, 2} = 4.30.
+    The axis *moves the gap* when either |t| ≥ :func:`~vqlib.studies.statistics.t_quantile`
+    (df, ``level``), i.e. when the two-sided Student-t interval at ``level`` of the mean
+    per-seed slope, or of the mean per-seed difference between the largest and the smallest
+    value, excludes zero; otherwise it is *within noise* (not detected, which is not the same
+    as zero). With three seeds (df = 2) a t value of 3 is within noise: t_{0.975, 2} = 4.30.
+    A result with df < 1 or a NaN t detects nothing.
+
+    Parameters
+    ----------
+    slope : mapping
+        A :func:`~vqlib.studies.statistics.paired_log_fit` result; carries its ``t`` and ``df``.
+    paired : mapping, optional
+        A :func:`~vqlib.studies.statistics.paired_differences` result; carries its ``t`` and ``df``.
+    level : float, default 0.95
+        Two-sided coverage, in (0, 1).
+
+    Returns
+    -------
+    str
+        ``"moves the gap"`` or ``"within noise"``.
+
+    Raises
+    ------
+    ValueError
+        When a result lacks ``t`` or ``df``, or ``level`` is outside (0, 1) (checked for a result
+        with df ≥ 1 and a t that is not NaN).
+
+    See also
+    --------
+    vqlib.studies.statistics.paired_log_fit, vqlib.studies.statistics.paired_differences,
+    vqlib.studies.statistics.t_quantile; chapter 8.
     """
     for result in (slope, paired):
         if result is None:
@@ -183,19 +276,62 @@ def capacity_runs(x, setting: Mapping, *, data_seeds: Sequence[int], train_seeds
                   device=None) -> list[dict]:
     """Train VQ-VAEs of one ``setting`` on n digits each; measure gap and LV information (chapter 8).
 
-    ``setting`` gives every name in :data:`AXES` (decoder/encoder depth and width, K, L) and may
-    name the ``architecture`` (``"mlp"``, the default, or ``"conv"``: then depth counts residual
-    blocks, width channels, and L must be a latent grid, :func:`vqlib.models.latent_grids`).
-    Run r draws n training inputs and n_test held-out inputs, disjoint, from ``x`` with
-    ``data_seeds[r]``, and seeds the weights and batch order with ``train_seeds[r]``; the
-    runs train together with :func:`vqlib.models.fit_ensemble` (each ends as
-    :func:`vqlib.fit` would leave it). Returns one row per run with the setting, both
-    seeds, ``train_loss`` and ``test_loss`` (mean per-input ‖x − x̂‖²/d), ``gap`` = test −
-    train, the parameter counts of encoder and decoder, codebook usage on the training
-    set, the plug-in LV information ``lv_rate`` = Σ_l H(J_l) and ``lv_joint`` = H(J) on the
-    training inputs (nats; for the deterministic quantizer J is a function of X, so these
-    are I(X; J_l) summed and I(X; J) under the empirical law) and ``kl_uniform`` = L log K,
-    the uniform-prior KL of each input's one-hot posterior.
+    ``setting`` may name the ``architecture`` (``"mlp"``, the default, or ``"conv"``: then depth
+    counts residual blocks, width channels, and L must be a latent grid,
+    :func:`vqlib.models.latent_grids`). Run r draws n training inputs and n_test held-out
+    inputs, disjoint, from ``x`` with ``data_seeds[r]``, and seeds the weights and batch order
+    with ``train_seeds[r]``; the runs train together with :func:`vqlib.models.fit_ensemble`
+    (each ends as :func:`vqlib.fit` would leave it). For the deterministic quantizer J is a
+    function of X, so H(J_l) = I(X; J_l) and H(J) = I(X; J) under the empirical law of the n
+    training inputs; L log K is the uniform-prior KL of each input's one-hot posterior.
+
+    Parameters
+    ----------
+    x : tensor or array (N, C, H, W)
+        Images in [0, 1], N ≥ n + n_test.
+    setting : mapping
+        A value for every name in :data:`AXES` (decoder/encoder depth and width, K, L), and
+        optionally ``architecture``.
+    data_seeds : sequence of int
+        One seed ≥ 0 per run for the data split; at least one.
+    train_seeds : sequence of int
+        One seed ≥ 0 per run for weights and batch order; as many as ``data_seeds``.
+    n : int
+        Training inputs per run, ≥ 1.
+    n_test : int
+        Held-out inputs per run, ≥ 1.
+    epochs : int, default 100
+        Training epochs.
+    batch_size : int, default 25
+        Minibatch size.
+    lr : float, default 3e-3
+        Learning rate, > 0.
+    code_dim : int, default 8
+        Dimension of the codes.
+    device : str or torch.device, optional
+        Where to train (default: :func:`vqlib.default_device`).
+
+    Returns
+    -------
+    list of dict
+        One row per run with the setting (the six axes and ``architecture``), both seeds
+        (``data_seed``, ``train_seed``), ``n``, ``n_test``, ``epochs``, ``train_loss`` and
+        ``test_loss`` (mean per-input ‖x − x̂‖²/d), ``gap`` = test − train, the parameter counts
+        ``encoder_params`` and ``decoder_params``, codebook usage on the training set
+        (``perplexity``, ``used_fraction``), the plug-in LV information ``lv_rate`` = Σ_l H(J_l)
+        and ``lv_joint`` = H(J) on the training inputs (nats) and ``kl_uniform`` = L log K.
+
+    Raises
+    ------
+    ValueError
+        When ``setting`` misses an axis or holds a bad value, ``x`` is not a batch of images in
+        [0, 1], ``n`` or ``n_test`` is not an integer ≥ 1, n + n_test exceeds the inputs of ``x``,
+        the seed lists are empty, of different lengths or hold a value that is not an integer
+        ≥ 0, or ``lr`` is not a number > 0 (and for model arguments :class:`vqlib.VQVAE` refuses).
+
+    See also
+    --------
+    capacity_settings, axis_rows, summarise, vqlib.studies.statistics.paired_log_fit; chapter 8.
     """
 
     setting = _check_base(setting)

@@ -80,14 +80,26 @@ STATISTICS = ("share", "hamming", "joint", "loss_order")
 
 @dataclass
 class GapResult:
-    """What the chapter-3 experiments return.
+    """What the chapter-3 experiments return (chapter 3).
 
-    ``runs``: one dict per (supersample_seed, mask_seed) with the seeds, which parts
-    were trained, K, L, n, train_loss, test_loss and gap (test − train).
-    ``pairs``: one dict per pair i of every run with the mask bit ``U``, the two losses
-    ``loss_0``, ``loss_1`` (of X̃_{i,0}, X̃_{i,1}), ``share`` and ``hamming`` (see
-    :func:`pair_statistics`) and the two code tuples ``lv_0``, ``lv_1``.
-    ``models``: the trained models, in the order of ``runs`` (empty when there are none).
+    Parameters
+    ----------
+    runs : list of dict
+        One dict per (supersample_seed, mask_seed), supersample by supersample, with the seeds
+        (``supersample_seed``, ``mask_seed``, ``train_seed``), which parts were trained
+        (``trained``), K, L, n, train_loss, test_loss and gap (test − train); runs of
+        :func:`gaps_by_parts` also hold ``steps``.
+    pairs : list of dict
+        One dict per pair i of every run (n per run, in the order of ``runs``) with the run's
+        seeds and setting, the pair index ``pair``, the mask bit ``U``, the two losses
+        ``loss_0``, ``loss_1`` (of X̃_{i,0}, X̃_{i,1}), ``share`` and ``hamming`` (see
+        :func:`pair_statistics`) and the two code tuples ``lv_0``, ``lv_1``.
+    models : list of VQVAE
+        The trained models, in the order of ``runs`` (empty when there are none).
+
+    See also
+    --------
+    memoriser_gap, mean_image_gap, gap_by_parts, gaps_by_parts, summarise_runs, pair_mask_information; chapter 3.
     """
 
     runs: list[dict]
@@ -101,8 +113,25 @@ class GapResult:
 def parse_parts(trained) -> tuple[str, ...]:
     """The parts named by ``trained``, in the order of :data:`PARTS` (chapter 3).
 
-    Accepts ``"all"``, one part name, a ``"+"``-joined string (``"encoder+codebook"``)
-    or an iterable of names. Raises ``ValueError`` naming ``trained`` otherwise.
+    Parameters
+    ----------
+    trained : str or iterable of str
+        ``"all"``, one part name (``"encoder"``, ``"codebook"``, ``"decoder"``), a
+        ``"+"``-joined string (``"encoder+codebook"``) or an iterable of names.
+
+    Returns
+    -------
+    tuple of str
+        The named parts, each once, in the order of :data:`PARTS`.
+
+    Raises
+    ------
+    ValueError
+        Naming ``trained`` when it names no part or a name that is not in :data:`PARTS`.
+
+    See also
+    --------
+    gap_by_parts, gaps_by_parts; chapter 3.
     """
     if isinstance(trained, str):
         names = list(PARTS) if trained == "all" else trained.split("+")
@@ -158,6 +187,37 @@ class MemorisingDecoder:
     single answer for them); when all training tuples are distinct the training loss is
     exactly 0. ``far_image`` defaults to ``1 − (mean training image)``, far from every
     digit.
+
+    Parameters
+    ----------
+    train_indices : integer tensor or array (N, L)
+        Code indices ≥ 0 of the N training points.
+    train_images : tensor or array (N, C, H, W)
+        Their images, in [0, 1].
+    far_image : tensor or array (C, H, W), optional
+        The output for unseen tuples, in [0, 1].
+
+    Attributes
+    ----------
+    L : int
+        Latent positions per tuple.
+    in_shape : tuple of int
+        The image shape (C, H, W).
+    far_image : tensor (C, H, W)
+        The output for an unseen tuple.
+    table : dict
+        Code tuple (tuple of L ints) → stored image, tensor (C, H, W).
+
+    Raises
+    ------
+    ValueError
+        When ``train_indices`` is not an (N, L) array of integer indices ≥ 0, when
+        ``train_images`` is not a batch of images in [0, 1] or has another number of rows, or
+        when ``far_image`` is not an image of shape (C, H, W) in [0, 1].
+
+    See also
+    --------
+    memoriser_gap, vqlib.VQVAE; chapter 3.
     """
 
     def __init__(self, train_indices, train_images, far_image=None):
@@ -181,12 +241,52 @@ class MemorisingDecoder:
         return f"MemorisingDecoder(L={self.L}, in_shape={self.in_shape}, tuples stored={len(self.table)})"
 
     def seen(self, indices) -> Tensor:
-        """Whether each code tuple of ``indices`` (N, L) is in the table: bool (N,)."""
+        """Whether each code tuple of ``indices`` is in the table (chapter 3).
+
+        Parameters
+        ----------
+        indices : integer tensor or array (N, L)
+            Code indices ≥ 0.
+
+        Returns
+        -------
+        tensor (N,), bool
+            True where the tuple is one of the training points' tuples.
+
+        Raises
+        ------
+        ValueError
+            When ``indices`` is not an (N, L) array of integer indices ≥ 0 with this decoder's L.
+
+        See also
+        --------
+        decode_indices; chapter 3.
+        """
         codes = self._check(indices)
         return torch.tensor([tuple(r) in self.table for r in codes.tolist()], dtype=torch.bool)
 
     def decode_indices(self, indices) -> Tensor:
-        """x̂ for code indices (N, L): the stored image of a seen tuple, else ``far_image``."""
+        """x̂ for code indices: the stored image of a seen tuple, else ``far_image`` (chapter 3).
+
+        Parameters
+        ----------
+        indices : integer tensor or array (N, L)
+            Code indices ≥ 0.
+
+        Returns
+        -------
+        tensor (N, C, H, W)
+            One image per tuple, in [0, 1]; shape (0, C, H, W) for N = 0.
+
+        Raises
+        ------
+        ValueError
+            When ``indices`` is not an (N, L) array of integer indices ≥ 0 with this decoder's L.
+
+        See also
+        --------
+        seen, vqlib.VQVAE.decode_indices; chapter 3.
+        """
         codes = self._check(indices)
         out = [self.table.get(tuple(r), self.far_image) for r in codes.tolist()]
         if not out:
@@ -203,12 +303,30 @@ class MemorisingDecoder:
 def pair_statistics(codes) -> tuple[np.ndarray, np.ndarray]:
     """Labelling-free statistics of each pair's two code tuples (chapter 3).
 
-    ``codes`` holds the LVs of the supersample, shape (n, 2, L): ``codes[i, b]`` is the
-    tuple of X̃_{i,b}. Returns ``(share, hamming)``, each an int array of shape (n,):
-    ``share[i] = 1`` when the two tuples are equal, ``hamming[i]`` the number of
-    positions where they differ (0..L). Renaming the codes of a codebook by any
-    permutation leaves both unchanged, so they can be compared across independently
-    trained runs.
+    ``share[i] = 1`` when the two tuples are equal, ``hamming[i]`` the number of positions
+    where they differ (0..L). Renaming the codes of a codebook by any permutation leaves both
+    unchanged, so they can be compared across independently trained runs.
+
+    Parameters
+    ----------
+    codes : integer tensor or array (n, 2, L)
+        The LVs of the supersample: ``codes[i, b]`` is the tuple of X̃_{i,b}.
+
+    Returns
+    -------
+    share : ndarray (n,), int64
+        1 where the pair's two tuples are equal, else 0.
+    hamming : ndarray (n,), int64
+        Positions where they differ, in 0..L.
+
+    Raises
+    ------
+    ValueError
+        When ``codes`` does not hold integers or does not have shape (n, 2, L).
+
+    See also
+    --------
+    pair_mask_information, GapResult; chapter 3.
     """
     t = torch.as_tensor(codes)
     if t.dtype.is_floating_point or t.dtype == torch.bool or t.dtype.is_complex:
@@ -248,14 +366,46 @@ def _rows(ss, U, losses: Tensor, codes: Tensor, common: dict, mask_seed: int) ->
 
 
 def memoriser_gap(model: VQVAE, x, n: int, *, supersample_seeds, mask_seeds, far_image=None) -> GapResult:
-    """Counterexample (a) of chapter 3: fixed encoder and codebook, memorising decoder.
+    """The gap of counterexample (a): fixed encoder and codebook, memorising decoder (chapter 3).
 
     For every supersample X̃ (n pairs drawn from ``x``) the LVs of its 2n points are
     computed once with ``model``'s encoder and codebook, which do not depend on the mask.
     For every mask U a :class:`MemorisingDecoder` is built from the training half's LVs
-    and images, and every point is scored with ℓ(x, decode(J(x))). Returns a
-    :class:`GapResult` (``trained = "memoriser"``, ``train_seed`` = None: nothing is
-    trained).
+    and images, and every point is scored with ℓ(x, decode(J(x))) = ‖x − x̂‖²/d; the gap is
+    the mean loss of the ghosts X̃_{i,1−U_i} minus that of the training points X̃_{i,U_i}.
+
+    Parameters
+    ----------
+    model : VQVAE
+        Gives the (fixed) encoder and codebook.
+    x : tensor or array (N, C, H, W)
+        Images in [0, 1] the supersamples are drawn from.
+    n : int
+        Pairs per supersample, 1 ≤ n ≤ N/2.
+    supersample_seeds : int or iterable of int
+        Seeds of the supersamples (:func:`vqlib.bounds.make_supersample`): distinct integers ≥ 0.
+    mask_seeds : int or iterable of int
+        Seeds of the masks (:func:`vqlib.bounds.draw_mask`): distinct integers ≥ 0.
+    far_image : tensor or array (C, H, W), optional
+        The decoder's output for unseen tuples (see :class:`MemorisingDecoder`).
+
+    Returns
+    -------
+    GapResult
+        Rows with ``trained = "memoriser"`` and ``train_seed`` = None (nothing is trained);
+        no models.
+
+    Raises
+    ------
+    ValueError
+        When ``n`` is not an integer ≥ 1 or 2n exceeds the inputs of ``x``, ``x`` is not a batch of
+        images in [0, 1], or a seed list is empty, repeated or holds a value that is not an
+        integer ≥ 0; when ``model`` is not a :class:`vqlib.VQVAE` or ``x``'s image shape is not
+        the model's.
+
+    See also
+    --------
+    MemorisingDecoder, gap_by_parts, pair_mask_information; chapter 3.
     """
     if not isinstance(model, VQVAE):
         raise ValueError(f"model must be a vqlib.VQVAE, got {type(model).__name__}")
@@ -286,11 +436,37 @@ def mean_image_gap(x, n: int, *, supersample_seeds, mask_seeds) -> GapResult:
 
     A K = 1 VQ-VAE can only output one image, and the one that minimises its training
     loss is the mean of the training half. Its expected gap over i.i.d. data is
-    2σ̄²/n, σ̄² the mean per-pixel variance (the chapter proves it). Rows as in
-    :func:`memoriser_gap` with ``trained = "mean image"``, K = 1 and L = None; the
-    pair statistics are 0 (one tuple for all points). For thousands of masks use
-    :func:`mean_image_gaps` (the same gaps, vectorised, no rows) or
+    2σ̄²/n, σ̄² the mean per-pixel variance (the chapter proves it). For thousands of masks
+    use :func:`mean_image_gaps` (the same gaps, vectorised, no rows) or
     :func:`mean_image_gap_estimate`.
+
+    Parameters
+    ----------
+    x : tensor or array (N, C, H, W)
+        Images in [0, 1] the supersamples are drawn from.
+    n : int
+        Pairs per supersample, 1 ≤ n ≤ N/2.
+    supersample_seeds : int or iterable of int
+        Seeds of the supersamples (:func:`vqlib.bounds.make_supersample`): distinct integers ≥ 0.
+    mask_seeds : int or iterable of int
+        Seeds of the masks (:func:`vqlib.bounds.draw_mask`): distinct integers ≥ 0.
+
+    Returns
+    -------
+    GapResult
+        Rows as in :func:`memoriser_gap` with ``trained = "mean image"``, K = 1 and L = None;
+        the pair statistics are 0 (one tuple for all points); no models.
+
+    Raises
+    ------
+    ValueError
+        When ``n`` is not an integer ≥ 1 or 2n exceeds the inputs of ``x``, ``x`` is not a batch of
+        images in [0, 1], or a seed list is empty, repeated or holds a value that is not an
+        integer ≥ 0.
+
+    See also
+    --------
+    mean_image_expected_gap, mean_image_gaps, mean_image_gap_estimate; chapter 3.
     """
     x, n = _check_setting(x, n)
     ss_seeds = _seeds(supersample_seeds, "supersample_seeds")
@@ -315,8 +491,27 @@ def mean_image_expected_gap(ss) -> float:
     """E_U[gap | X̃] of the mean-image learner, exactly: Σ_i ‖X̃_{i,0} − X̃_{i,1}‖² / (n² d) (chapter 3).
 
     The average over all 2^n masks of the gap of the learner that outputs the mean of
-    the training half, for the supersample ``ss`` (a :class:`vqlib.bounds.Supersample`);
-    the chapter proves the formula. Over i.i.d. pairs its expectation is 2σ̄²/n.
+    the training half, for the supersample ``ss``; the chapter proves the formula. Over
+    i.i.d. pairs its expectation is 2σ̄²/n.
+
+    Parameters
+    ----------
+    ss : Supersample
+        A :class:`vqlib.bounds.Supersample`, points of shape (n, 2, C, H, W).
+
+    Returns
+    -------
+    float
+        The exact mask-average gap.
+
+    Raises
+    ------
+    ValueError
+        When ``ss`` is not a Supersample (points of shape (n, 2, ...)).
+
+    See also
+    --------
+    mean_image_gap, mean_image_gap_estimate; chapter 3.
     """
     points = getattr(ss, "points", None)
     if not isinstance(points, Tensor) or points.dim() < 3 or points.shape[1] != 2:
@@ -333,6 +528,35 @@ def mean_image_gaps(x, n: int, *, supersample_seeds, mask_seeds, chunk: int = 51
     and ``mask_seeds[m]`` (the same number up to rounding, in float64), computed for
     ``chunk`` masks of a supersample at once and without per-pair rows: thousands of
     masks take a fraction of a second.
+
+    Parameters
+    ----------
+    x : tensor or array (N, C, H, W)
+        Images in [0, 1] the supersamples are drawn from.
+    n : int
+        Pairs per supersample, 1 ≤ n ≤ N/2.
+    supersample_seeds : int or iterable of int
+        Seeds of the supersamples (:func:`vqlib.bounds.make_supersample`): distinct integers ≥ 0.
+    mask_seeds : int or iterable of int
+        Seeds of the masks (:func:`vqlib.bounds.draw_mask`): distinct integers ≥ 0.
+    chunk : int, default 512
+        Masks computed at once (memory, not the result).
+
+    Returns
+    -------
+    ndarray (S, M), float64
+        S = number of supersample seeds, M = number of mask seeds.
+
+    Raises
+    ------
+    ValueError
+        When ``n`` is not an integer ≥ 1 or 2n exceeds the inputs of ``x``, ``x`` is not a batch of
+        images in [0, 1], or a seed list is empty, repeated or holds a value that is not an
+        integer ≥ 0; when ``chunk`` is not an integer ≥ 1.
+
+    See also
+    --------
+    mean_image_gap, mean_image_gap_estimate; chapter 3.
     """
     x, n = _check_setting(x, n)
     ss_seeds = _seeds(supersample_seeds, "supersample_seeds")
@@ -362,8 +586,35 @@ def mean_image_gap_estimate(x, n: int, *, supersample_seeds, mask_seeds) -> dict
     independent; the masks are. Hence the standard error is computed over masks:
     ``sd`` is the standard deviation over masks of ḡ_m, the gap of mask m averaged over
     the supersamples, ``gap_se = sd / sqrt(M)``, and an average over k of these masks has
-    standard error about ``sd / sqrt(k)``. Also returns ``z = (gap − exact) / gap_se``,
-    ``masks`` (M), ``supersamples`` (S) and ``gaps`` (the (S, M) array).
+    standard error about ``sd / sqrt(k)``.
+
+    Parameters
+    ----------
+    x : tensor or array (N, C, H, W)
+        Images in [0, 1] the supersamples are drawn from.
+    n : int
+        Pairs per supersample, 1 ≤ n ≤ N/2.
+    supersample_seeds : int or iterable of int
+        Seeds of the supersamples (:func:`vqlib.bounds.make_supersample`): distinct integers ≥ 0.
+    mask_seeds : int or iterable of int
+        Seeds of the masks (:func:`vqlib.bounds.draw_mask`): distinct integers ≥ 0.
+
+    Returns
+    -------
+    dict
+        ``gap``, ``gap_se``, ``exact``, ``sd``, ``z = (gap − exact) / gap_se``, ``masks`` (M),
+        ``supersamples`` (S) and ``gaps`` (the (S, M) array of :func:`mean_image_gaps`).
+
+    Raises
+    ------
+    ValueError
+        When ``n`` is not an integer ≥ 1 or 2n exceeds the inputs of ``x``, ``x`` is not a batch of
+        images in [0, 1], or a seed list is empty, repeated or holds a value that is not an
+        integer ≥ 0; when ``mask_seeds`` holds fewer than two seeds.
+
+    See also
+    --------
+    mean_image_gaps, mean_image_expected_gap; chapter 3.
     """
     gaps = mean_image_gaps(x, n, supersample_seeds=supersample_seeds, mask_seeds=mask_seeds)
     if gaps.shape[1] < 2:
@@ -384,12 +635,28 @@ def mean_image_gap_estimate(x, n: int, *, supersample_seeds, mask_seeds) -> dict
 def batched_loss(template: VQVAE, params: dict[str, Tensor], x: Tensor) -> Tensor:
     """The training loss of ``VQVAE.forward`` for R models at once, shape (R,) (chapter 3).
 
-    ``params[name]`` stacks the R models' parameters (R, …) or holds one shared by all;
-    ``x`` is (R, N, C, H, W), one training set per model. The training engine's loss
-    (:class:`vqlib.models.engine.Stack`) for a nearest-quantizer model whose codebook learns by the
-    loss (``codebook="loss"``): reconstruction + codebook loss + commitment weight ×
-    commitment loss, with straight-through gradients; tests check it equals
-    ``template.forward(x_r).loss`` model by model.
+    The training engine's loss (:class:`vqlib.models.engine.Stack`) for a nearest-quantizer
+    model whose codebook learns by the loss (``codebook="loss"``): reconstruction + codebook
+    loss + commitment weight × commitment loss, with straight-through gradients; tests check
+    it equals ``template.forward(x_r).loss`` model by model.
+
+    Parameters
+    ----------
+    template : VQVAE
+        Gives the architecture (nearest quantizer, ``codebook="loss"``).
+    params : dict of str to tensor
+        ``params[name]`` stacks the R models' parameters (R, …) or holds one shared by all.
+    x : tensor (R, N, C, H, W)
+        One training set per model.
+
+    Returns
+    -------
+    tensor (R,)
+        The loss of each model on its training set (differentiable).
+
+    See also
+    --------
+    gap_by_parts, vqlib.models.engine.train_models; chapter 3.
     """
     R, N = x.shape[:2]
     stack = Stack(template, params, R, (), {})
@@ -419,8 +686,41 @@ def reference_model(
     its decoder is then trained for ``decoder_steps`` full-batch Adam steps on
     ``x_separate`` with encoder and codebook fixed (``decoder_steps=0`` leaves it
     untrained). A random encoder is a fixed random projection: nothing in it depends on
-    any supersample or mask. Returns the model (codebook learned by the loss, nearest
-    quantizer) in eval mode.
+    any supersample or mask.
+
+    Parameters
+    ----------
+    x_separate : tensor or array (N, C, H, W)
+        Images in [0, 1], disjoint from every supersample.
+    K : int
+        Codebook size.
+    L : int
+        Latent positions.
+    decoder_steps : int, default 300
+        Full-batch Adam steps on the decoder, ≥ 0.
+    lr : float, default 3e-3
+        Adam's learning rate, > 0.
+    seed : int, default 0
+        Seeds the initial weights and the k-means start, ≥ 0.
+    **model_kwargs
+        Further arguments of :class:`vqlib.VQVAE`; ``codebook``, ``dead_code_reset`` and
+        ``seed`` are set here.
+
+    Returns
+    -------
+    VQVAE
+        The model (codebook learned by the loss, nearest quantizer) in eval mode.
+
+    Raises
+    ------
+    ValueError
+        When ``x_separate`` is not a batch of images in [0, 1], ``seed`` or ``decoder_steps`` is
+        not an integer ≥ 0, ``lr`` is not a number > 0, or the quantizer is not ``"nearest"``
+        (and for model arguments :class:`vqlib.VQVAE` refuses).
+
+    See also
+    --------
+    gap_by_parts, gaps_by_parts; chapter 3.
     """
     x = check_images(x_separate, name="x_separate")
     seed = positive_int(seed, "seed", minimum=0)
@@ -464,11 +764,48 @@ def gap_by_parts(
     (:func:`vqlib.models.engine.train_models`; the frozen parts are held once, shared by all runs).
     Losses and LVs are then computed as :func:`vqlib.reconstruction_loss` and
     :func:`vqlib.encode_indices` compute them, in eval mode, all runs at once.
+    K = 1 gives counterexample (b); a frozen decoder gives the rescue, where only the LVs can
+    carry the mask.
 
-    The architecture is ``reference``'s; without ``reference`` every part must be
-    trained and ``K``, ``L`` (and optional ``model_kwargs`` for :class:`vqlib.VQVAE`)
-    give it. Returns a :class:`GapResult` with the trained models.
-    :func:`gaps_by_parts` does the same for several choices of ``trained`` at once.
+    Parameters
+    ----------
+    x : tensor or array (N, C, H, W)
+        Images in [0, 1] the supersamples are drawn from.
+    n : int
+        Pairs per supersample, 1 ≤ n ≤ N/2.
+    trained : str or iterable of str, default "all"
+        The trained parts (see :func:`parse_parts`).
+    supersample_seeds : int or iterable of int
+        Seeds of the supersamples (:func:`vqlib.bounds.make_supersample`): distinct integers ≥ 0.
+    mask_seeds : int or iterable of int
+        Seeds of the masks (:func:`vqlib.bounds.draw_mask`): distinct integers ≥ 0.
+    train_seed : int, default 0
+        Seeds the trained parts' start, ≥ 0.
+    reference : VQVAE, optional
+        Gives the architecture and the frozen parts; required when a part is frozen.
+    K, L : int, optional
+        Codebook size and latent positions when ``reference`` is not given (then required).
+    steps : int, default 300
+        Full-batch Adam steps, ≥ 1.
+    lr : float, default 2e-3
+        Adam's learning rate, > 0.
+    **model_kwargs
+        Further arguments of :class:`vqlib.VQVAE`, only without ``reference``.
+
+    Returns
+    -------
+    GapResult
+        Rows with ``trained`` the "+"-joined trained parts and ``steps``, and the trained models.
+        :func:`gaps_by_parts` does the same for several choices of ``trained`` at once.
+
+    Raises
+    ------
+    ValueError
+        As :func:`gaps_by_parts`.
+
+    See also
+    --------
+    gaps_by_parts, reference_model, parse_parts, pair_mask_information; chapter 3.
     """
     regimes = gaps_by_parts(x, n, ["+".join(parse_parts(trained))], supersample_seeds=supersample_seeds, mask_seeds=mask_seeds,
                             train_seed=train_seed, reference=reference, K=K, L=L, steps=steps, lr=lr,
@@ -493,9 +830,47 @@ def gaps_by_parts(
 ) -> dict:
     """:func:`gap_by_parts` for several regimes, trained in one batch (chapter 3).
 
-    ``regimes`` lists choices of ``trained`` (``["decoder", "encoder", "all"]``); the
-    result maps each of them, as given, to its :class:`GapResult`. Every regime sees the
-    same supersamples, masks and ``train_seed``; each regime is one batch of the engine.
+    Every regime sees the same supersamples, masks and ``train_seed``; each regime is one
+    batch of the engine, its frozen parts shared by all its runs.
+
+    Parameters
+    ----------
+    x : tensor or array (N, C, H, W)
+        Images in [0, 1] the supersamples are drawn from.
+    n : int
+        Pairs per supersample, 1 ≤ n ≤ N/2.
+    regimes : sequence
+        Choices of ``trained`` (``["decoder", "encoder", "all"]``): non-empty, hashable,
+        distinct, and naming distinct sets of parts.
+    supersample_seeds : int or iterable of int
+        Seeds of the supersamples (:func:`vqlib.bounds.make_supersample`): distinct integers ≥ 0.
+    mask_seeds : int or iterable of int
+        Seeds of the masks (:func:`vqlib.bounds.draw_mask`): distinct integers ≥ 0.
+    train_seed, reference, K, L, steps, lr, **model_kwargs
+        As in :func:`gap_by_parts`.
+
+    Returns
+    -------
+    dict
+        Each regime, as given, → its :class:`GapResult` (with models).
+
+    Raises
+    ------
+    ValueError
+        When ``regimes`` is a string, empty, or has repeated entries or sets of parts; when an
+        entry is not a choice of parts (:func:`parse_parts`); when ``reference`` is not a
+        :class:`vqlib.VQVAE`, or is given together with ``K``, ``L`` or ``model_kwargs``; when a
+        part is frozen without ``reference``, or ``K`` or ``L`` is missing without it; when the
+        quantizer is not ``"nearest"``; when ``x``'s image shape is not the model's; when
+        ``train_seed`` is not an integer ≥ 0, ``steps`` not an integer ≥ 1 or ``lr`` not a
+        number > 0.
+        When ``n`` is not an integer ≥ 1 or 2n exceeds the inputs of ``x``, ``x`` is not a batch of
+        images in [0, 1], or a seed list is empty, repeated or holds a value that is not an
+        integer ≥ 0.
+
+    See also
+    --------
+    gap_by_parts, reference_model, summarise_runs; chapter 3.
     """
     x, n = _check_setting(x, n)
     if isinstance(regimes, str) or not isinstance(regimes, Sequence) or not regimes:
@@ -588,11 +963,36 @@ def pair_mask_information(
     frozen codebook. ``"loss_order"`` (the sign of loss_1 − loss_0) is a function of the
     pair's losses, so it estimates a lower bound on the e-CMI term I(V_i; U_i | X̃ = x̃).
 
-    Returns one row per group with ``m`` (number of masks), ``mi`` (plug-in, nats),
-    ``null_mean`` and ``null_q95`` (mean and 95% quantile of the shuffled-mask null,
-    see :func:`vqlib.bounds.information.shuffled_null`), ``values`` (how many different values
-    the statistic took across the masks) and ``constant`` (whether it took one value in
-    every mask: then the plug-in MI is exactly 0).
+    Parameters
+    ----------
+    pairs : sequence of dict
+        The pair rows of one or more :class:`GapResult` (``GapResult.pairs``).
+    statistic : str, default "hamming"
+        ``"share"``, ``"hamming"``, ``"joint"`` or ``"loss_order"``.
+    n_shuffles : int, default 100
+        Shuffles of the mask for the null, ≥ 1.
+    seed : int, default 0
+        Seeds the shuffles, ≥ 0.
+
+    Returns
+    -------
+    list of dict
+        One row per group with the group's keys, ``statistic``, ``m`` (number of masks),
+        ``mi`` (plug-in, nats), ``null_mean`` and ``null_q95`` (mean and 95% quantile of the
+        shuffled-mask null, see :func:`vqlib.bounds.information.shuffled_null`), ``values`` (how
+        many different values the statistic took across the masks) and ``constant`` (whether
+        it took one value in every mask: then the plug-in MI is exactly 0).
+
+    Raises
+    ------
+    ValueError
+        When ``statistic`` is not one of the four, ``n_shuffles`` is not an integer ≥ 1,
+        ``seed`` not an integer ≥ 0, ``pairs`` is empty or a row is not a pair row of a
+        :class:`GapResult`.
+
+    See also
+    --------
+    pair_statistics, summarise_information, vqlib.bounds.information.plugin_mi; chapter 3.
     """
     if statistic not in STATISTICS:
         raise ValueError(f"statistic={statistic!r} is not one of {STATISTICS}")
@@ -629,8 +1029,28 @@ def pair_mask_information(
 def summarise_runs(runs: Sequence[dict]) -> dict:
     """Mean train loss, test loss and gap of run rows, with the gap's standard error (chapter 3).
 
-    The standard error is ``std / sqrt(number of runs)``, treating runs as independent
-    (they share supersamples and mask seeds, so it is a rough guide, not a test).
+    The standard error is ``std / sqrt(number of runs)`` (std with ddof = 1), treating runs as
+    independent (they share supersamples and mask seeds, so it is a rough guide, not a test).
+
+    Parameters
+    ----------
+    runs : sequence of dict
+        Run rows of a :class:`GapResult`, each with ``train_loss`` and ``test_loss``.
+
+    Returns
+    -------
+    dict
+        ``runs`` (their number), ``train_loss``, ``test_loss``, ``gap`` (means) and ``gap_se``
+        (NaN for a single run).
+
+    Raises
+    ------
+    ValueError
+        When ``runs`` is empty or a row lacks ``train_loss`` or ``test_loss``.
+
+    See also
+    --------
+    summarise_information, gap_by_parts; chapter 3.
     """
     runs = list(runs)
     if not runs:
@@ -649,13 +1069,32 @@ def summarise_runs(runs: Sequence[dict]) -> dict:
 def summarise_information(rows: Sequence[dict]) -> dict:
     """Averages over the per-pair rows of :func:`pair_mask_information` (chapter 3).
 
-    ``mi`` and ``null`` are the mean plug-in MI and the mean of the shuffled-mask null;
-    ``excess`` is the mean of max(0, mi − null_mean), a rough bias correction;
-    ``sqrt_term`` is the mean of sqrt(2 · max(0, mi − null_mean)), the per-pair term of a
-    CMI bound evaluated at that corrected estimate; ``values`` is the mean number of
-    different values the statistic took across the masks; ``constant`` is the fraction of
-    pairs whose statistic never changed with the mask. For LV statistics all of these estimate
-    *lower* bounds on the LV terms (data processing): diagnostics, not bounds.
+    For LV statistics all of these estimate *lower* bounds on the LV terms (data
+    processing): diagnostics, not bounds.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        Rows of :func:`pair_mask_information`.
+
+    Returns
+    -------
+    dict
+        ``pairs`` (number of rows); ``mi`` and ``null``, the mean plug-in MI and the mean of
+        the shuffled-mask null; ``excess``, the mean of max(0, mi − null_mean), a rough bias
+        correction; ``sqrt_term``, the mean of sqrt(2 · max(0, mi − null_mean)), the per-pair
+        term of a CMI bound evaluated at that corrected estimate; ``values``, the mean number
+        of different values the statistic took across the masks; ``constant``, the fraction
+        of pairs whose statistic never changed with the mask.
+
+    Raises
+    ------
+    ValueError
+        When ``rows`` is empty or a row lacks ``mi``, ``null_mean``, ``constant`` or ``values``.
+
+    See also
+    --------
+    pair_mask_information, summarise_runs; chapter 3.
     """
     rows = list(rows)
     if not rows:

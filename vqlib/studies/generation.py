@@ -44,6 +44,27 @@ def tempered(model: VQVAE, beta: float) -> VQVAE:
     generation bound on this stochastic version: its posterior can be close to a prior
     (small KL) at the price of a larger reconstruction risk. Large β approaches the
     nearest-code model.
+
+    Parameters
+    ----------
+    model : VQVAE
+        The trained model; left unchanged.
+    beta : float
+        The inverse temperature β, > 0.
+
+    Returns
+    -------
+    VQVAE
+        A deep copy with the softmax quantizer at ``beta`` (also in its ``config``), in eval mode.
+
+    Raises
+    ------
+    ValueError
+        When ``beta`` is not a finite number > 0.
+
+    See also
+    --------
+    posteriors, generation_bound; chapter 7.
     """
     beta = positive_float(beta, "beta")
     copy_ = copy.deepcopy(model)
@@ -55,7 +76,34 @@ def tempered(model: VQVAE, beta: float) -> VQVAE:
 
 @torch.no_grad()
 def posteriors(model: VQVAE, x, *, batch_size: int = 1024) -> np.ndarray:
-    """The per-position posteriors q(k | x) of ``model`` on images ``x``, shape (n, L, K), float64."""
+    """The per-position posteriors q(k | x) of ``model`` on images ``x``, shape (n, L, K), float64 (chapter 7).
+
+    For the softmax quantizer q(k | x) ∝ exp(−β‖f(x)_l − e_k‖²) at each position l; the model's
+    training mode is restored afterwards.
+
+    Parameters
+    ----------
+    model : VQVAE
+        The model.
+    x : tensor or array (n, C, H, W)
+        Images in [0, 1] of the model's image shape.
+    batch_size : int, default 1024
+        Inputs per forward pass (no effect on the result).
+
+    Returns
+    -------
+    ndarray (n, L, K), float64
+        ``out[i, l]`` is the probability vector q(· | x_i) at position l.
+
+    Raises
+    ------
+    ValueError
+        When ``x`` is not a batch of images in [0, 1] of the model's image shape.
+
+    See also
+    --------
+    tempered, generation_bound, vqlib.models.priors.LatentPrior; chapter 7.
+    """
     x = check_images(x, name="x", in_shape=model.in_shape)
     was_training = model.training
     model.eval()
@@ -75,7 +123,28 @@ def output_ranges(model: VQVAE, *, max_enumerate: int = 2 ** 16) -> tuple[torch.
     they are certified by interval arithmetic through the decoder: the first layer's
     pre-activations are exact per unit (Σ_l max_k and Σ_l min_k over the codes, since
     positions enter additively), then each ReLU and linear layer maps boxes to boxes, and
-    the final sigmoid is monotone. Returns two CPU tensors of shape (d,).
+    the final sigmoid is monotone.
+
+    Parameters
+    ----------
+    model : VQVAE
+        The model whose decoder h is bounded; its training mode is restored afterwards.
+    max_enumerate : int, default 2 ** 16
+        Decode every LV when K^L is at most this.
+
+    Returns
+    -------
+    lo, hi : tensor (d,)
+        Two CPU tensors, d = C·H·W, with lo ≤ h(j) ≤ hi for every j.
+
+    Raises
+    ------
+    ValueError
+        When interval arithmetic meets a decoder layer other than Linear and ReLU (after the first).
+
+    See also
+    --------
+    diameter_bound, generation_bound; chapter 7.
     """
     was_training = model.training
     model.eval()
@@ -112,16 +181,62 @@ def diameter_bound(model: VQVAE, **kwargs) -> float:
     """An upper bound on diam(h) = max_{j, j'} ‖h(j) − h(j')‖ (chapter 7).
 
     sqrt(Σ_p (hi_p − lo_p)²) with the ranges of :func:`output_ranges`, capped at √d.
+
+    Parameters
+    ----------
+    model : VQVAE
+        The model whose decoder h is bounded.
+    **kwargs
+        Passed to :func:`output_ranges` (``max_enumerate``).
+
+    Returns
+    -------
+    float
+        The bound, in [0, √d].
+
+    Raises
+    ------
+    ValueError
+        As :func:`output_ranges`.
+
+    See also
+    --------
+    output_ranges, w2_terms, generation_bound; chapter 7.
     """
     lo, hi = output_ranges(model, **kwargs)
     return min(float(((hi - lo).double() ** 2).sum().sqrt()), math.sqrt(lo.numel()))
 
 
 def w2_terms(d: int, risk: float, kl: float, diam: float | None = None) -> dict[str, float]:
-    """The two terms of the generation bound (chapter 7) from a risk and a mean KL.
+    """The two terms of the generation bound from a risk and a mean KL (chapter 7).
 
     ``rec = sqrt(d · risk)`` bounds W2(D, P_rec); ``gen = diam · min(1, sqrt(kl/2))^{1/2}``
-    bounds W2(P_rec, P_gen); ``diam`` defaults to √d (outputs in [0, 1]^d).
+    bounds W2(P_rec, P_gen) (Pinsker, and TV ≤ 1); ``diam`` defaults to √d (outputs in [0, 1]^d).
+
+    Parameters
+    ----------
+    d : int
+        Number of pixels, ≥ 1.
+    risk : float
+        The reconstruction risk R (or a bound on it), finite and ≥ 0.
+    kl : float
+        The mean KL (or a bound on it), in nats, finite and ≥ 0.
+    diam : float, optional
+        The diameter of the decoded outputs (default √d).
+
+    Returns
+    -------
+    dict
+        ``rec``, ``gen``, ``total`` = rec + gen, ``tv`` = min(1, sqrt(kl/2)) and ``diam``.
+
+    Raises
+    ------
+    ValueError
+        When ``d`` is not an integer ≥ 1, or ``risk`` or ``kl`` is not a finite number ≥ 0.
+
+    See also
+    --------
+    generation_bound, diameter_bound; chapter 7.
     """
     d = positive_int(d, "d")
     if not (math.isfinite(risk) and risk >= 0):
@@ -136,22 +251,53 @@ def w2_terms(d: int, risk: float, kl: float, diam: float | None = None) -> dict[
 
 def generation_bound(model: VQVAE, prior: LatentPrior, x_test, *, delta: float = 0.05, seed: int = 0,
                      diam: float | None = None) -> dict:
-    """Every term of chapter 7's W2 generation bound, computed on held-out images ``x_test``.
+    """Every term of chapter 7's W2 generation bound, computed on held-out images ``x_test`` (chapter 7).
 
-    ``x_test`` must be independent of the training data and of the prior's fit. Returns
-    a dict with
+    W2(D, P_gen) ≤ sqrt(d · R) + diam · min(1, sqrt(KL / 2))^{1/2}, with R bounded by the
+    binary-kl test-set bound on the losses and the mean KL by the same bound on KL/kl_max,
+    each at confidence δ/2, so the bound holds with probability ≥ 1 − δ over ``x_test``.
 
-    * ``d``, ``m`` (held-out size), ``delta``, ``diam`` (an upper bound on the diameter of the
-      decoded outputs: :func:`diameter_bound` unless given; at most √d);
-    * ``test_loss`` (mean held-out loss, estimates R) and ``risk_upper`` (its binary-kl
-      upper bound at confidence δ/2);
-    * ``kl_mean`` (mean of KL(q(·|x) ‖ π) over ``x_test``, estimates E_X KL), ``kl_max``
-      (max_j −log π(j), the range of each KL) and ``kl_upper`` (binary-kl upper bound on
-      the mean of KL/kl_max, times kl_max, at confidence δ/2);
-    * ``rec_term`` = sqrt(d · risk_upper), ``gen_term`` = diam · min(1, sqrt(kl_upper/2))^{1/2},
-      ``bound`` = their sum: holds with probability ≥ 1 − δ over ``x_test``;
-    * ``rec_estimate``, ``gen_estimate``, ``bound_estimate``: the same with the plug-in
-      means in place of the upper bounds (estimates, not bounds).
+    Parameters
+    ----------
+    model : VQVAE
+        The trained model (typically :func:`tempered`).
+    prior : LatentPrior
+        The generation prior π (a :mod:`vqlib.models.priors` prior) with the model's K and L.
+    x_test : tensor or array (m, C, H, W)
+        Held-out images in [0, 1], independent of the training data and of the prior's fit.
+    delta : float, default 0.05
+        The failure probability δ, in (0, 1).
+    seed : int, default 0
+        Seeds the quantizer's draws for the reconstruction losses.
+    diam : float, optional
+        An upper bound on the diameter of the decoded outputs, in [0, √d]
+        (default :func:`diameter_bound`).
+
+    Returns
+    -------
+    dict
+        * ``d``, ``sqrt_d`` (√d), ``m`` (held-out size), ``delta``, ``diam`` (an upper bound on
+          the diameter of the decoded outputs: :func:`diameter_bound` unless given; at most √d);
+        * ``test_loss`` (mean held-out loss, estimates R) and ``risk_upper`` (its binary-kl
+          upper bound at confidence δ/2);
+        * ``kl_mean`` (mean of KL(q(·|x) ‖ π) over ``x_test``, estimates E_X KL), ``kl_max``
+          (max_j −log π(j), the range of each KL) and ``kl_upper`` (binary-kl upper bound on
+          the mean of KL/kl_max, times kl_max, at confidence δ/2);
+        * ``rec_term`` = sqrt(d · risk_upper), ``gen_term`` = diam · min(1, sqrt(kl_upper/2))^{1/2},
+          ``bound`` = their sum: holds with probability ≥ 1 − δ over ``x_test``;
+        * ``rec_estimate``, ``gen_estimate``, ``bound_estimate``: the same with the plug-in
+          means in place of the upper bounds (estimates, not bounds).
+
+    Raises
+    ------
+    ValueError
+        When ``prior`` is not a LatentPrior or its K, L differ from the model's, ``delta`` is
+        outside (0, 1), ``x_test`` is not a non-empty batch of images in [0, 1] of the model's
+        image shape, or ``diam`` is outside [0, √d].
+
+    See also
+    --------
+    w2_terms, diameter_bound, measure_w2, tempered, vqlib.bounds.held_out.test_set_bound; chapter 7.
     """
     if not isinstance(prior, LatentPrior):
         raise ValueError(f"prior must be a vqlib.models.priors prior, got {type(prior).__name__}")
@@ -188,12 +334,39 @@ def generation_bound(model: VQVAE, prior: LatentPrior, x_test, *, delta: float =
 
 
 def measure_w2(model: VQVAE, prior: LatentPrior, x_a, x_b, *, seed: int = 0) -> dict[str, float]:
-    """Measured W2 for chapter 7: generated vs real, reconstructed vs real, real vs real.
+    """Measured W2 for chapter 7: generated vs real, reconstructed vs real, real vs real (chapter 7).
 
-    With n = len(x_a) and ``x_b`` a disjoint real sample of the same size:
-    ``w2_gen`` = W2(n generated samples, x_a), ``w2_rec`` = W2(reconstructions of x_b, x_a),
-    ``w2_ref`` = W2(x_b, x_a), the floor that finite-sample W2 sits on even between two
-    samples of the same law.
+    Exact 2-Wasserstein distances between samples (:func:`vqlib.w2`). ``w2_ref`` is the floor
+    that finite-sample W2 sits on even between two samples of the same law.
+
+    Parameters
+    ----------
+    model : VQVAE
+        The trained model.
+    prior : LatentPrior
+        The generation prior the n generated images are drawn from (:func:`vqlib.generate`).
+    x_a : tensor or array (n, C, H, W)
+        Real images in [0, 1], the reference sample.
+    x_b : tensor or array (n, C, H, W)
+        A disjoint real sample of the same size.
+    seed : int, default 0
+        Seeds the generation and the quantizer's draws for the reconstructions.
+
+    Returns
+    -------
+    dict
+        ``w2_gen`` = W2(n generated samples, x_a), ``w2_rec`` = W2(reconstructions of x_b, x_a),
+        ``w2_ref`` = W2(x_b, x_a) and ``n_w2`` = n.
+
+    Raises
+    ------
+    ValueError
+        When ``x_a`` or ``x_b`` is not a batch of images in [0, 1] of the model's image shape,
+        or their sizes differ.
+
+    See also
+    --------
+    generation_bound, vqlib.w2, vqlib.generate; chapter 7.
     """
     x_a = check_images(x_a, name="x_a", in_shape=model.in_shape)
     x_b = check_images(x_b, name="x_b", in_shape=model.in_shape)

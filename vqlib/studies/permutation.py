@@ -74,6 +74,28 @@ def block_partition(d: int, L: int) -> tuple[NDArray, ...]:
     """The L fixed blocks of pixel positions 0..d−1: contiguous, sizes differing by ≤ 1 (chapter 5).
 
     For 8 × 8 digits and L = 4 the blocks are the horizontal bands of two rows.
+
+    Parameters
+    ----------
+    d : int
+        Number of pixels, ≥ 1.
+    L : int
+        Number of blocks, 1 ≤ L ≤ d.
+
+    Returns
+    -------
+    tuple of L int ndarrays
+        The pixel indices of each block, in order; the first d mod L blocks hold ⌈d/L⌉ pixels,
+        the others ⌊d/L⌋.
+
+    Raises
+    ------
+    ValueError
+        When ``d`` or ``L`` is not an integer ≥ 1, or L > d.
+
+    See also
+    --------
+    fit_medoid_quantizer, ProductMedoidQuantizer; chapter 5.
     """
     d = positive_int(d, "d")
     L = positive_int(L, "L")
@@ -88,6 +110,26 @@ class ProductMedoidQuantizer:
 
     ``medoids[l]`` holds the K rows, of the training array it was fitted on, whose
     block l is a code of block l; ``codebooks[l]`` holds those K blocks, shape (K, d_l).
+    Build it with :func:`fit_medoid_quantizer`.
+
+    Parameters
+    ----------
+    K : int
+        Medoids (codes) per block.
+    L : int
+        Number of blocks.
+    d : int
+        Number of pixels C·H·W.
+    blocks : tuple of L int ndarrays
+        The pixel indices of each block (:func:`block_partition`).
+    medoids : int ndarray (L, K)
+        The training rows chosen in each block (sorted).
+    codebooks : tuple of L float64 ndarrays (K, d_l)
+        The medoid blocks.
+
+    See also
+    --------
+    fit_medoid_quantizer, medoid_loss, block_partition; chapter 5.
     """
 
     K: int
@@ -105,11 +147,53 @@ class ProductMedoidQuantizer:
         return flat
 
     def loss(self, x) -> NDArray:
-        """ℓ(x, x̂) = ‖x − x̂‖²/d ∈ [0, 1] for each input of ``x`` (N, C, H, W)."""
+        """ℓ(x, x̂) = ‖x − x̂‖²/d ∈ [0, 1] for each input of ``x`` (chapter 5).
+
+        Each block is reconstructed by its nearest medoid block, so ℓ = (1/d) Σ_l min_k ‖x_l − c_{l,k}‖².
+
+        Parameters
+        ----------
+        x : tensor or array (N, C, H, W)
+            Images in [0, 1] with d pixels.
+
+        Returns
+        -------
+        ndarray (N,), float64
+            The per-input losses.
+
+        Raises
+        ------
+        ValueError
+            When ``x`` is not a batch of images in [0, 1] or has not d pixels.
+
+        See also
+        --------
+        reconstruct, medoid_loss; chapter 5.
+        """
         return _loss_flat(self._flat(x), self)
 
     def reconstruct(self, x) -> NDArray:
-        """x̂: each block of each input replaced by its nearest medoid block; shape of ``x``."""
+        """x̂: each block of each input replaced by its nearest medoid block (chapter 5).
+
+        Parameters
+        ----------
+        x : tensor or array (N, C, H, W)
+            Images in [0, 1] with d pixels.
+
+        Returns
+        -------
+        ndarray, float64, the shape of ``x``
+            The reconstructions.
+
+        Raises
+        ------
+        ValueError
+            When ``x`` is not a batch of images in [0, 1] or has not d pixels.
+
+        See also
+        --------
+        loss, fit_medoid_quantizer; chapter 5.
+        """
         flat = self._flat(x)
         out = np.empty_like(flat)
         for block, book in zip(self.blocks, self.codebooks):
@@ -118,10 +202,23 @@ class ProductMedoidQuantizer:
         return out.reshape(tuple(np.shape(x)))
 
     def output(self, labels: Sequence[int]) -> tuple[tuple[int, ...], ...]:
-        """W as the learner's choice: per block, the sorted labels of the medoid rows.
+        """W as the learner's choice: per block, the sorted labels of the medoid rows (chapter 5).
 
-        ``labels[i]`` names training row i (e.g. its supersample index). Two fits are the
-        same output exactly when these tuples are equal.
+        Two fits are the same output exactly when these tuples are equal.
+
+        Parameters
+        ----------
+        labels : sequence of int (N_train,)
+            ``labels[i]`` names training row i (e.g. its supersample index).
+
+        Returns
+        -------
+        tuple of L tuples of K ints
+            The sorted labels of each block's medoids.
+
+        See also
+        --------
+        exact_enumeration, permutation_gap; chapter 5.
         """
         labels = np.asarray(labels)
         return tuple(tuple(sorted(int(v) for v in labels[m])) for m in self.medoids)
@@ -203,7 +300,7 @@ def _swap_rounds(value) -> int:
 
 
 def fit_medoid_quantizer(x_train, K: int, L: int, *, swap_rounds: int = 3) -> ProductMedoidQuantizer:
-    """Fit the product k-medoids quantizer of chapter 5 on ``x_train`` (N, C, H, W) in [0, 1].
+    """Fit the product k-medoids quantizer, the chapter's toy learner, on ``x_train`` (chapter 5).
 
     The d pixels are cut into L fixed contiguous blocks (:func:`block_partition`). In
     each block, K medoids are chosen **among the training points** by a deterministic
@@ -213,8 +310,31 @@ def fit_medoid_quantizer(x_train, K: int, L: int, *, swap_rounds: int = 3) -> Pr
     chapter passes training points in supersample order, which makes it a function of the
     training *set*. Given the 2n supersample points it takes at most C(2n, K)^L values.
 
-    Raises ``ValueError`` naming ``K`` (K < 1 or K > N), ``L`` (L < 1 or L > d) or
-    ``swap_rounds`` (negative).
+    Parameters
+    ----------
+    x_train : tensor or array (N, C, H, W)
+        Training images in [0, 1].
+    K : int
+        Medoids per block, 1 ≤ K ≤ N.
+    L : int
+        Number of blocks, 1 ≤ L ≤ d.
+    swap_rounds : int, default 3
+        Best-improvement swaps after the greedy build, ≥ 0.
+
+    Returns
+    -------
+    ProductMedoidQuantizer
+        The fitted quantizer; its medoids are rows of ``x_train``.
+
+    Raises
+    ------
+    ValueError
+        Naming ``K`` (K < 1 or K > N), ``L`` (L < 1 or L > d) or ``swap_rounds`` (negative),
+        and when ``x_train`` is not a batch of images in [0, 1].
+
+    See also
+    --------
+    ProductMedoidQuantizer, medoid_loss, counting_information; chapter 5.
     """
     x = check_images(x_train, name="x_train")
     X = x.reshape(len(x), -1).numpy().astype(np.float64)
@@ -224,7 +344,30 @@ def fit_medoid_quantizer(x_train, K: int, L: int, *, swap_rounds: int = 3) -> Pr
 
 
 def medoid_loss(quantizer: ProductMedoidQuantizer, x) -> NDArray:
-    """Per-input loss ‖x − x̂‖²/d ∈ [0, 1] of a fitted product k-medoids quantizer (chapter 5)."""
+    """Per-input loss ‖x − x̂‖²/d ∈ [0, 1] of a fitted product k-medoids quantizer (chapter 5).
+
+    Parameters
+    ----------
+    quantizer : ProductMedoidQuantizer
+        A fit of :func:`fit_medoid_quantizer`.
+    x : tensor or array (N, C, H, W)
+        Images in [0, 1] with the quantizer's d pixels.
+
+    Returns
+    -------
+    ndarray (N,), float64
+        The losses.
+
+    Raises
+    ------
+    ValueError
+        When ``quantizer`` is not a ProductMedoidQuantizer or ``x`` is not a batch of images in
+        [0, 1] with d pixels.
+
+    See also
+    --------
+    fit_medoid_quantizer, ProductMedoidQuantizer.loss; chapter 5.
+    """
     if not isinstance(quantizer, ProductMedoidQuantizer):
         raise ValueError(f"quantizer must be a ProductMedoidQuantizer, got {type(quantizer).__name__}")
     return quantizer.loss(x)
@@ -236,7 +379,31 @@ def medoid_loss(quantizer: ProductMedoidQuantizer, x) -> NDArray:
 
 
 def log_binomial(a: int, b: int) -> float:
-    """log C(a, b) in nats (chapter 5): from the exact integer for a ≤ 10 000, else log-gamma."""
+    """log C(a, b) in nats, from the exact integer for a ≤ 10 000, else from log-gamma (chapter 5).
+
+    log C(a, b) = log Γ(a + 1) − log Γ(b + 1) − log Γ(a − b + 1) for a > 10 000.
+
+    Parameters
+    ----------
+    a : int
+        ≥ 0.
+    b : int
+        0 ≤ b ≤ a.
+
+    Returns
+    -------
+    float
+        log C(a, b).
+
+    Raises
+    ------
+    ValueError
+        When ``a`` or ``b`` is not an integer ≥ 0, or b > a.
+
+    See also
+    --------
+    log_binomial_cap, counting_information; chapter 5.
+    """
     a = positive_int(a, "a", minimum=0)
     b = positive_int(b, "b", minimum=0)
     if b > a:
@@ -252,6 +419,25 @@ def log_binomial_cap(n: int) -> float:
     Valid for every learner after replacing T by the set of its first n entries, which is
     all the loss difference depends on; about 2n·log 2 − ½·log(πn), so the bound it gives,
     Δ·sqrt(2·log C(2n, n)/n) → Δ·sqrt(4 log 2) ≈ 1.67 Δ, is always vacuous.
+
+    Parameters
+    ----------
+    n : int
+        Pairs of the supersample, ≥ 1.
+
+    Returns
+    -------
+    float
+        log C(2n, n) in nats.
+
+    Raises
+    ------
+    ValueError
+        When ``n`` is not an integer ≥ 1.
+
+    See also
+    --------
+    permutation_bound, counting_information; chapter 5.
     """
     n = positive_int(n, "n")
     return log_binomial(2 * n, n)
@@ -260,11 +446,33 @@ def log_binomial_cap(n: int) -> float:
 def permutation_bound(information: float, n: int, Delta: float = 1.0) -> float:
     """Δ · sqrt(2 I / n), the permutation-supersample bound on E[test − train] (chapter 5, theorem).
 
-    ``information`` is I^X̃(W; T) (per supersample, for the bound on that supersample's
-    expected gap) or I(W; T | X̃) (for the average gap), in nats; the loss lies in
-    [0, ``Delta``]. Raises ``ValueError`` naming ``information`` (negative or not finite;
-    rounding down to −1e-9 is clipped to 0), ``n`` (not an integer ≥ 1) or ``Delta``
-    (not a finite number > 0).
+    The test-minus-train difference of a sample without replacement is (Δ/√n)-sub-Gaussian,
+    which gives E[test − train | X̃] ≤ Δ · sqrt(2 I^X̃(W; T) / n).
+
+    Parameters
+    ----------
+    information : float
+        I^X̃(W; T) (per supersample, for the bound on that supersample's expected gap) or
+        I(W; T | X̃) (for the average gap), in nats, ≥ 0.
+    n : int
+        Training points (pairs of the supersample), ≥ 1.
+    Delta : float, default 1.0
+        The loss range Δ (losses in [0, Δ]), > 0.
+
+    Returns
+    -------
+    float
+        The bound, ≥ 0.
+
+    Raises
+    ------
+    ValueError
+        Naming ``information`` (negative or not finite; rounding down to −1e-9 is clipped to
+        0), ``n`` (not an integer ≥ 1) or ``Delta`` (not a finite number > 0).
+
+    See also
+    --------
+    counting_bound, log_binomial_cap, exact_enumeration; chapter 5.
     """
     if isinstance(information, bool) or not isinstance(information, numbers.Real):
         raise ValueError(f"information must be a number ≥ 0, got {information!r}")
@@ -280,8 +488,30 @@ def counting_information(n: int, K: int, L: int) -> float:
     """L · log C(2n, K) ≥ I^X̃(W; T) for the product k-medoids quantizer (chapter 5, counting lemma).
 
     Given X̃ the learner's output is a K-subset of the 2n points in each of the L blocks,
-    so it takes at most C(2n, K)^L values. Requires 1 ≤ K ≤ n (the medoids are training
-    points) and L ≥ 1; raises ``ValueError`` naming the argument otherwise.
+    so it takes at most C(2n, K)^L values; L · log C(2n, K) ≤ L·K·log(2n).
+
+    Parameters
+    ----------
+    n : int
+        Pairs of the supersample, ≥ 1.
+    K : int
+        Medoids per block, 1 ≤ K ≤ n (the medoids are training points).
+    L : int
+        Number of blocks, ≥ 1.
+
+    Returns
+    -------
+    float
+        The cap, in nats.
+
+    Raises
+    ------
+    ValueError
+        Naming the argument when n < 1, K outside 1..n or L < 1 (or one is not an integer).
+
+    See also
+    --------
+    counting_bound, log_binomial_cap; chapter 5.
     """
     n = positive_int(n, "n")
     K = _check_K(K, n)
@@ -290,15 +520,70 @@ def counting_information(n: int, K: int, L: int) -> float:
 
 
 def counting_bound(n: int, K: int, L: int, Delta: float = 1.0) -> float:
-    """Δ · sqrt(2 · L · log C(2n, K) / n), the counting bound of chapter 5.
+    """Δ · sqrt(2 · L · log C(2n, K) / n), the counting bound (chapter 5).
 
-    At most Δ·sqrt(2·L·K·log(2n)/n): it vanishes as n grows with K and L fixed.
+    :func:`permutation_bound` at :func:`counting_information`. At most
+    Δ·sqrt(2·L·K·log(2n)/n): it vanishes as n grows with K and L fixed.
+
+    Parameters
+    ----------
+    n : int
+        Pairs of the supersample, ≥ 1.
+    K : int
+        Medoids per block, 1 ≤ K ≤ n.
+    L : int
+        Number of blocks, ≥ 1.
+    Delta : float, default 1.0
+        The loss range Δ (losses in [0, Δ]), > 0.
+
+    Returns
+    -------
+    float
+        The bound.
+
+    Raises
+    ------
+    ValueError
+        As :func:`counting_information`, and naming ``Delta`` when it is not a finite number > 0.
+
+    See also
+    --------
+    counting_information, permutation_bound; chapter 5.
     """
     return permutation_bound(counting_information(n, K, L), n, Delta)
 
 
 def hoeffding_mgf_bound(lambdas: ArrayLike, n: int, Delta: float = 1.0) -> NDArray:
-    """exp(λ²Δ²/(2n)): the sub-Gaussian envelope of the test-minus-train difference (chapter 5, lemma)."""
+    """exp(λ²Δ²/(2n)): the sub-Gaussian envelope of the test-minus-train difference (chapter 5, lemma).
+
+    A (Δ/√n)-sub-Gaussian difference D has E exp(λ D) ≤ exp(λ² (Δ/√n)² / 2) = exp(λ²Δ²/(2n))
+    (Hoeffding 1963, Theorem 4, for sampling without replacement); compare with
+    :func:`difference_mgf`.
+
+    Parameters
+    ----------
+    lambdas : array_like, any shape
+        The λ values, finite.
+    n : int
+        Training points, ≥ 1.
+    Delta : float, default 1.0
+        The loss range Δ (losses in [0, Δ]), > 0.
+
+    Returns
+    -------
+    ndarray, the shape of ``lambdas``
+        exp(λ²Δ²/(2n)) for each λ.
+
+    Raises
+    ------
+    ValueError
+        When ``lambdas`` is not finite, ``n`` is not an integer ≥ 1 or ``Delta`` is not a finite
+        number > 0.
+
+    See also
+    --------
+    difference_mgf, permutation_bound; chapter 5.
+    """
     lam = np.asarray(lambdas, dtype=float)
     if not np.all(np.isfinite(lam)):
         raise ValueError("lambdas must be finite")
@@ -310,10 +595,32 @@ def hoeffding_mgf_bound(lambdas: ArrayLike, n: int, Delta: float = 1.0) -> NDArr
 def difference_mgf(values: ArrayLike, lambdas: ArrayLike) -> NDArray:
     """Exact E exp(λ·(test mean − train mean)) over all n-subsets of 2n numbers (chapter 5, lemma).
 
-    ``values`` are the 2n losses a_1..a_2n of a fixed output on the supersample; the
-    training set is a uniformly random n-subset (the first n entries of a uniform
-    permutation), the test set the rest. Enumerates all C(2n, n) subsets, so 2n must be
-    small (C(2n, n) ≤ 200 000). Returns an array shaped like ``lambdas``.
+    The training set is a uniformly random n-subset S (the first n entries of a uniform
+    permutation), the test set the rest:
+    E exp(λ D) = C(2n, n)⁻¹ Σ_S exp(λ · (Σ_{i∉S} a_i − Σ_{i∈S} a_i) / n). Enumerates all C(2n, n)
+    subsets, so 2n must be small (C(2n, n) ≤ 200 000).
+
+    Parameters
+    ----------
+    values : array_like (2n,)
+        The 2n losses a_1..a_2n of a fixed output on the supersample, finite.
+    lambdas : array_like, any shape
+        The λ values, finite.
+
+    Returns
+    -------
+    ndarray, the shape of ``lambdas``
+        The moment generating function at each λ.
+
+    Raises
+    ------
+    ValueError
+        When ``values`` is not 1-D of even length ≥ 2, is not finite, or has C(2n, n) > 200 000
+        subsets, or when ``lambdas`` is not finite.
+
+    See also
+    --------
+    hoeffding_mgf_bound; chapter 5.
     """
     a = np.asarray(values, dtype=float)
     if a.ndim != 1 or a.size < 2 or a.size % 2:
@@ -374,7 +681,37 @@ def permutation_gap(ss: Supersample, T, K: int, L: int, *, swap_rounds: int = 3)
     """Train the k-medoids quantizer on the points T[:n] of ``ss``, test on the rest (chapter 5).
 
     The training points are passed in supersample order, so the result depends on T only
-    through the set T({1..n}). Returns ``{"train_loss", "test_loss", "gap", "output"}``.
+    through the set T({1..n}).
+
+    Parameters
+    ----------
+    ss : Supersample
+        The supersample X̃ (:func:`vqlib.bounds.make_supersample`), n pairs of images in [0, 1].
+    T : array_like (2n,)
+        A permutation of 0..2n−1, indices into ``ss.flat()``.
+    K : int
+        Medoids per block, 1 ≤ K ≤ n.
+    L : int
+        Number of blocks, 1 ≤ L ≤ d.
+    swap_rounds : int, default 3
+        Best-improvement swaps after the greedy build, ≥ 0.
+
+    Returns
+    -------
+    dict
+        ``train_loss``, ``test_loss`` (mean losses of the n training and n test points),
+        ``gap`` (test − train) and ``output`` (per block, the tuple of the K medoids'
+        indices in ``ss.flat()``).
+
+    Raises
+    ------
+    ValueError
+        When ``ss`` is not a Supersample, ``T`` is not a permutation of range(2n), ``K`` is
+        outside 1..n, ``L`` outside 1..d or ``swap_rounds`` negative.
+
+    See also
+    --------
+    exact_enumeration, monte_carlo_gap, vqlib.bounds.draw_permutation; chapter 5.
     """
     X = _flat_points(ss)
     T = np.asarray(T)
@@ -407,12 +744,37 @@ def exact_enumeration(ss: Supersample, K: int, L: int, *, swap_rounds: int = 3, 
     I^X̃(W; T) = H(W | X̃ = x̃): the entropy of the law of its outputs (compared exactly, as
     the tuples of medoid supersample indices per block).
 
-    Returns a tidy dict: ``n``, ``supersample_seed``, ``K``, ``L``, ``exact_gap``
-    (E_T[test − train]), ``train_loss``, ``test_loss``, ``exact_information`` (nats),
-    ``exact_bound`` (Δ·sqrt(2 I/n)), ``distinct_outputs``, ``log_binomial_cap``,
-    ``cap_bound``, ``counting_information``, ``counting_bound`` and ``best_bound`` (the
-    counting bound with the smaller of the two caps). Raises ``ValueError`` naming ``n``
-    when C(2n, n) > 200 000.
+    Parameters
+    ----------
+    ss : Supersample
+        The supersample X̃ (:func:`vqlib.bounds.make_supersample`), n pairs of images in [0, 1].
+    K : int
+        Medoids per block, 1 ≤ K ≤ n.
+    L : int
+        Number of blocks, 1 ≤ L ≤ d.
+    swap_rounds : int, default 3
+        Best-improvement swaps after the greedy build, ≥ 0.
+    Delta : float, default 1.0
+        The loss range Δ (losses in [0, Δ]), > 0.
+
+    Returns
+    -------
+    dict
+        ``n``, ``supersample_seed``, ``K``, ``L``, ``exact_gap`` (E_T[test − train]),
+        ``train_loss``, ``test_loss``, ``exact_information`` (nats), ``exact_bound``
+        (Δ·sqrt(2 I/n)), ``distinct_outputs`` and the bounds
+        ``log_binomial_cap``, ``cap_bound``, ``counting_information``, ``counting_bound`` and
+        ``best_bound`` (the counting bound with the smaller of the two caps).
+
+    Raises
+    ------
+    ValueError
+        Naming ``n`` when C(2n, n) > 200 000; when ``ss`` is not a Supersample, ``K`` is outside
+        1..n, ``L`` outside 1..d, ``swap_rounds`` negative or ``Delta`` not a finite number > 0.
+
+    See also
+    --------
+    monte_carlo_gap, permutation_bound, counting_bound; chapter 5.
     """
     X = _flat_points(ss)
     n = ss.n
@@ -449,10 +811,42 @@ def monte_carlo_gap(ss: Supersample, K: int, L: int, *, mask_seeds: Sequence[int
     """E_T[test − train | X̃] estimated from one permutation per mask seed (chapter 5, bound vs n).
 
     Each permutation comes from :func:`vqlib.bounds.draw_permutation` with its own
-    ``mask_seed``. Returns a tidy dict: ``n``, ``supersample_seed``, ``K``, ``L``,
-    ``n_permutations``, ``gap`` (the mean over permutations), ``gap_se`` (its standard
-    error), ``train_loss``, ``test_loss`` and the bounds ``log_binomial_cap``,
-    ``cap_bound``, ``counting_information``, ``counting_bound``, ``best_bound``.
+    ``mask_seed``; the gap's standard error is std (ddof = 1) / √(number of permutations).
+
+    Parameters
+    ----------
+    ss : Supersample
+        The supersample X̃ (:func:`vqlib.bounds.make_supersample`), n pairs of images in [0, 1].
+    K : int
+        Medoids per block, 1 ≤ K ≤ n.
+    L : int
+        Number of blocks, 1 ≤ L ≤ d.
+    mask_seeds : sequence of int
+        One seed ≥ 0 per permutation; at least one.
+    swap_rounds : int, default 3
+        Best-improvement swaps after the greedy build, ≥ 0.
+    Delta : float, default 1.0
+        The loss range Δ (losses in [0, Δ]), > 0.
+
+    Returns
+    -------
+    dict
+        ``n``, ``supersample_seed``, ``K``, ``L``, ``n_permutations``, ``gap`` (the mean over
+        permutations), ``gap_se`` (its standard error; NaN for one permutation),
+        ``train_loss``, ``test_loss`` and the bounds
+        ``log_binomial_cap``, ``cap_bound``, ``counting_information``, ``counting_bound`` and
+        ``best_bound`` (the counting bound with the smaller of the two caps).
+
+    Raises
+    ------
+    ValueError
+        When ``ss`` is not a Supersample, ``K`` is outside 1..n, ``L`` outside 1..d,
+        ``swap_rounds`` negative, ``Delta`` not a finite number > 0, or ``mask_seeds`` is empty
+        or holds a value that is not an integer ≥ 0.
+
+    See also
+    --------
+    gap_versus_n, exact_enumeration, permutation_gap; chapter 5.
     """
     X = _flat_points(ss)
     K = _check_K(K, ss.n)
@@ -494,9 +888,43 @@ def gap_versus_n(x, ns: Sequence[int], K: int | Sequence[int], L: int, *, supers
 
     For each n and each supersample seed, draws X̃ with
     :func:`vqlib.bounds.make_supersample` from the images ``x`` and averages the gap
-    over the permutations of ``mask_seeds``. ``K`` may be one codebook size or a list of
-    them; the supersample's distances are computed once for all of them. Rows come in the
-    order n, supersample seed, K.
+    over the permutations of ``mask_seeds``. The supersample's distances are computed once
+    for all the values of K.
+
+    Parameters
+    ----------
+    x : tensor or array (N, C, H, W)
+        Images in [0, 1], 2n ≤ N for every n.
+    ns : sequence of int
+        Numbers of pairs, each ≥ 1; at least one.
+    K : int or sequence of int
+        One codebook size or a non-empty list of them, each in 1..n for every n.
+    L : int
+        Number of blocks, 1 ≤ L ≤ d.
+    supersample_seeds : sequence of int
+        Seeds of the supersamples; at least one.
+    mask_seeds : sequence of int
+        One seed ≥ 0 per permutation; at least one.
+    swap_rounds : int, default 3
+        Best-improvement swaps after the greedy build, ≥ 0.
+    Delta : float, default 1.0
+        The loss range Δ (losses in [0, Δ]), > 0.
+
+    Returns
+    -------
+    list of dict
+        The dicts of :func:`monte_carlo_gap`, in the order n, supersample seed, K.
+
+    Raises
+    ------
+    ValueError
+        When ``ns``, ``K``, ``supersample_seeds`` or ``mask_seeds`` is empty or holds a bad
+        value, a K exceeds an n, ``L`` is outside 1..d, ``swap_rounds`` is negative, ``Delta``
+        is not a finite number > 0, or :func:`vqlib.bounds.make_supersample` refuses ``x`` or n.
+
+    See also
+    --------
+    monte_carlo_gap, counting_bound; chapter 5.
     """
 
     ns = [positive_int(n, "ns") for n in ns]

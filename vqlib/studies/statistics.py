@@ -1,4 +1,12 @@
-"""STATS-DOC"""
+"""Statistics shared by the studies: standard errors, Student-t intervals, line fits (chapters 4, 6, 8, 9).
+
+Chapter 8 trains every setting of an axis with the same seeds (a repeated-measures design), so its
+slopes and differences are computed seed by seed (:func:`paired_log_fit`, :func:`paired_differences`)
+and their uncertainty is the scatter *between* seeds, with the Student-t quantile of seeds − 1
+degrees of freedom (:func:`t_quantile`, :func:`t_summary`). :func:`line_fit` and :func:`log_fit`
+are the pooled least-squares fits, every point an independent observation; :func:`sem` is the
+standard error of a mean.
+"""
 from __future__ import annotations
 
 import math
@@ -13,24 +21,73 @@ __all__ = ["sem", "t_quantile", "t_summary", "line_fit", "log_fit", "paired_log_
 
 
 def sem(values) -> float:
-    """Standard error of the mean, std (ddof = 1) / √m; NaN for fewer than two values (chapters 4, 6, 8, 9)."""
+    """Standard error of the mean, std (ddof = 1) / √m; NaN for fewer than two values (chapters 4, 6, 8, 9).
+
+    s.e. = sqrt(Σ_i (v_i − v̄)² / (m − 1)) / √m over the m values.
+
+    Parameters
+    ----------
+    values : array_like, any shape
+        The m values (all entries, flattened), as floats.
+
+    Returns
+    -------
+    float
+        The standard error; NaN when m < 2.
+
+    See also
+    --------
+    t_quantile, paired_differences, paired_log_fit; chapter 4, chapter 6, chapter 8, chapter 9.
+    """
     v = np.asarray(values, dtype=float)
     return float(v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else float("nan")
 
 
 def paired_differences(rows: Iterable[Mapping], axis: str, low, high, value: str = "gap",
                        pair_key: str = "data_seed", level: float = 0.95) -> dict:
-    """``value`` at ``axis = high`` minus at ``axis = low``, seed by seed (chapter 8).
+    """``value`` at ``axis = high`` minus at ``axis = low``, seed by seed, with a Student-t interval (chapter 8).
 
-    Rows with the same ``pair_key`` were trained on the same n digits, so their
-    difference removes the variation of the gap between training sets. Returns the
-    differences (sorted by ``pair_key``), their ``mean``, ``std`` (ddof = 1), standard error
-    ``sem``, ``count`` (seeds), ``df`` = count − 1, ``t`` = mean / sem, the two-sided
-    Student-t quantile ``t_crit`` = :func:`t_quantile` (df, ``level``), the interval ``ci`` =
-    mean ± t_crit · sem at that ``level``, and ``detected`` (|t| ≥ t_crit: the interval
-    excludes zero). With one seed, ``std``, ``sem``, ``t``, ``t_crit`` and ``ci`` are NaN and
-    ``detected`` is False. Raises ``ValueError`` when a seed lacks one of the two settings,
-    a seed appears twice in a setting, or no seed has both.
+    Rows with the same ``pair_key`` were trained on the same n digits, so their difference
+    removes the variation of the gap between training sets. With d_s the difference of seed s
+    and S seeds: mean d̄ = (1/S) Σ_s d_s, sem = sd(d_1, …, d_S)/√S, t = d̄ / sem with df = S − 1,
+    and the interval d̄ ± t_crit · sem.
+
+    Parameters
+    ----------
+    rows : iterable of mapping
+        Tidy rows, one per run, each with the keys ``axis``, ``pair_key`` and ``value``; rows
+        whose ``axis`` is neither ``low`` nor ``high`` are ignored.
+    axis : str
+        The key whose two settings are compared (``"K"``, ``"decoder_width"``, …).
+    low, high : object
+        The two values of ``axis``; each difference is (value at high) − (value at low).
+    value : str, default "gap"
+        The key of the compared quantity.
+    pair_key : str, default "data_seed"
+        The key that pairs rows (the same training digits).
+    level : float, default 0.95
+        Two-sided coverage of the interval, in (0, 1).
+
+    Returns
+    -------
+    dict
+        ``differences`` (list of S floats, sorted by ``pair_key``), ``seeds`` (the sorted
+        ``pair_key`` values), their ``mean``, ``std`` (ddof = 1), standard error ``sem``,
+        ``count`` (seeds), and from :func:`t_summary` ``df`` = count − 1, ``level``, ``t`` =
+        mean / sem, the two-sided Student-t quantile ``t_crit`` = :func:`t_quantile` (df,
+        ``level``), the interval ``ci`` = mean ± t_crit · sem at that ``level``, and
+        ``detected`` (|t| ≥ t_crit: the interval excludes zero). With one seed, ``std``,
+        ``sem``, ``t``, ``t_crit`` and ``ci`` are NaN and ``detected`` is False.
+
+    Raises
+    ------
+    ValueError
+        When a seed lacks one of the two settings, a seed appears twice in a setting, no seed
+        has both, a difference is not finite, or (two seeds or more) ``level`` is outside (0, 1).
+
+    See also
+    --------
+    paired_log_fit, t_summary, t_quantile, vqlib.studies.capacity.axis_verdict; chapter 8.
     """
     rows = list(rows)
     sides = {}
@@ -65,8 +122,28 @@ def t_quantile(df, level: float = 0.95) -> float:
     An interval estimate ± t_quantile(df) · s.e. covers the true value with probability
     ``level`` when the estimate is the mean of df + 1 independent normal values (the
     per-seed slopes or differences of chapter 8). ``t_quantile(2) = 4.30`` for three
-    seeds, against 1.96 for a normal quantile. Raises ``ValueError`` for df < 1 or a level
-    outside (0, 1).
+    seeds, against 1.96 for a normal quantile.
+
+    Parameters
+    ----------
+    df : int
+        Degrees of freedom, ≥ 1 (seeds − 1).
+    level : float, default 0.95
+        Two-sided coverage, in the open interval (0, 1).
+
+    Returns
+    -------
+    float
+        The (1 + level)/2 quantile of Student's t distribution with ``df`` degrees of freedom.
+
+    Raises
+    ------
+    ValueError
+        When ``df`` is not an integer ≥ 1 or ``level`` lies outside (0, 1).
+
+    See also
+    --------
+    t_summary, paired_log_fit, paired_differences, vqlib.studies.capacity.axis_verdict; chapter 8.
     """
     df = positive_int(df, "df", minimum=1)
     level = unit_float(level, "level", open_left=True, open_right=True)
@@ -74,7 +151,40 @@ def t_quantile(df, level: float = 0.95) -> float:
 
 
 def t_summary(estimate: float, se: float, df: int, level: float) -> dict:
-    """t, df, the t quantile, the interval and whether it excludes zero, for a mean over seeds."""
+    """t, df, the t quantile, the interval and whether it excludes zero, for a mean over seeds (chapter 8).
+
+    t = estimate / se and ci = estimate ± t_crit · se with t_crit = :func:`t_quantile` (df, level);
+    the interval excludes zero exactly when |t| ≥ t_crit. With se = 0, t is 0 for a zero
+    estimate and ±∞ otherwise.
+
+    Parameters
+    ----------
+    estimate : float
+        The mean over seeds (of slopes, of differences).
+    se : float
+        Its standard error.
+    df : int
+        Degrees of freedom, seeds − 1.
+    level : float
+        Two-sided coverage of the interval, in (0, 1).
+
+    Returns
+    -------
+    dict
+        ``df``, ``level``, ``t``, ``t_crit``, ``ci`` (the pair (low, high)) and ``detected``
+        (|t| ≥ t_crit). When df < 1 or ``se`` is not finite, ``t``, ``t_crit`` and both ends of
+        ``ci`` are NaN and ``detected`` is False.
+
+    Raises
+    ------
+    ValueError
+        When an interval is computed (df ≥ 1, finite ``se``) and :func:`t_quantile` refuses
+        ``df`` (not an integer) or ``level`` (outside (0, 1)).
+
+    See also
+    --------
+    t_quantile, paired_differences, paired_log_fit; chapter 8.
+    """
     if df < 1 or not math.isfinite(se):
         nan = float("nan")
         return dict(df=int(df), level=level, t=nan, t_crit=nan, ci=(nan, nan), detected=False)
@@ -87,15 +197,36 @@ def t_summary(estimate: float, se: float, df: int, level: float) -> dict:
 def line_fit(x, y) -> dict:
     """Least-squares fit y = a + b·x with standard errors (chapter 8).
 
-    Every (x, y) pair is taken as an independent observation: the standard errors are
-    those of ordinary least squares, from the residual variance with m − 2 degrees of
-    freedom. When the points come in groups that share a seed (chapter 8's sweeps), they
-    are not independent; use :func:`paired_log_fit` for the slope and its uncertainty.
-    Returns a dict with ``a``, ``b``, their standard errors ``se_a``, ``se_b``, ``t`` =
-    b / se_b, ``df`` = m − 2, ``r2``, ``m`` (number of points) and ``sigma`` (the residual
-    standard deviation). Raises ``ValueError`` for NaN or inf,
-    lengths that differ, or fewer than three distinct x values (a line through two
-    points has no error estimate).
+    b = Σ_i (x_i − x̄)(y_i − ȳ) / S_xx and a = ȳ − b·x̄, with S_xx = Σ_i (x_i − x̄)². Every (x, y)
+    pair is taken as an independent observation: the standard errors are those of ordinary
+    least squares, from the residual variance σ² = RSS / (m − 2) with m − 2 degrees of
+    freedom: se_b = sqrt(σ² / S_xx), se_a = sqrt(σ² (1/m + x̄² / S_xx)). When the points come in
+    groups that share a seed (chapter 8's sweeps), they are not independent; use
+    :func:`paired_log_fit` for the slope and its uncertainty.
+
+    Parameters
+    ----------
+    x : array_like (m,)
+        The abscissae (flattened), finite, with at least three distinct values.
+    y : array_like (m,)
+        The ordinates (flattened), finite, as many as ``x``.
+
+    Returns
+    -------
+    dict
+        ``a``, ``b``, their standard errors ``se_a``, ``se_b``, ``t`` = b / se_b, ``df`` = m − 2,
+        ``r2`` = 1 − RSS/TSS (NaN when y is constant), ``m`` (number of points) and ``sigma``
+        (the residual standard deviation σ).
+
+    Raises
+    ------
+    ValueError
+        For NaN or inf, lengths that differ, or fewer than three distinct x values (a line
+        through two points has no error estimate).
+
+    See also
+    --------
+    log_fit, paired_log_fit; chapter 8.
     """
     x = np.asarray(x, dtype=float).ravel()
     y = np.asarray(y, dtype=float).ravel()
@@ -125,8 +256,30 @@ def log_fit(x, y) -> dict:
     """Least-squares fit y = a + b·log x with standard errors (chapter 8).
 
     The slope of the gap, or of the LV information, per nat of log K (or of log width,
-    …): :func:`line_fit` on (log x, y), with the same keys. Raises ``ValueError`` for
-    x ≤ 0, NaN or inf, lengths that differ, or fewer than three distinct x values.
+    …): :func:`line_fit` on (log x, y), with the same keys. Every point counts as an
+    independent observation; for points that share seeds use :func:`paired_log_fit`.
+
+    Parameters
+    ----------
+    x : array_like (m,)
+        The settings (flattened), finite and > 0, with at least three distinct values.
+    y : array_like (m,)
+        The measured values (flattened), finite, as many as ``x``.
+
+    Returns
+    -------
+    dict
+        The keys of :func:`line_fit` (``a``, ``b``, ``se_a``, ``se_b``, ``t``, ``df``, ``r2``,
+        ``m``, ``sigma``) for the line in log x.
+
+    Raises
+    ------
+    ValueError
+        For x ≤ 0, NaN or inf, lengths that differ, or fewer than three distinct x values.
+
+    See also
+    --------
+    line_fit, paired_log_fit; chapter 8.
     """
     x = np.asarray(x, dtype=float).ravel()
     if not np.all(np.isfinite(x)):
@@ -150,13 +303,36 @@ def paired_log_fit(x, y, seeds, level: float = 0.95) -> dict:
     :func:`log_fit`, but the pooled standard error (m − 2 degrees of freedom, every point
     independent) does not account for the seed effect.
 
-    Returns a dict with ``b``, ``se_b``, ``a`` and ``se_a`` (the same for the intercepts
-    a_s), ``t`` = b / se_b, ``df`` = S − 1, ``t_crit`` = :func:`t_quantile` (df, ``level``),
-    ``ci`` = b ± t_crit · se_b, ``detected`` (|t| ≥ t_crit), ``level``, ``slopes`` and
-    ``intercepts`` (per seed), ``seeds`` (sorted), ``count`` = S, ``m`` (points) and ``r2``
-    (the share of the variance of all points that the line a + b log x explains; a
-    description, not a test). Raises ``ValueError`` for x ≤ 0, NaN or inf, lengths that
-    differ, fewer than two seeds, or a seed with fewer than two distinct x values.
+    Parameters
+    ----------
+    x : array_like (m,)
+        The settings (flattened), finite and > 0.
+    y : array_like (m,)
+        The measured values (flattened), finite.
+    seeds : array_like (m,)
+        The seed of each point (any sortable labels); at least two seeds, each with at least
+        two distinct x values.
+    level : float, default 0.95
+        Two-sided coverage of the interval, in (0, 1).
+
+    Returns
+    -------
+    dict
+        ``b``, ``se_b``, ``a`` and ``se_a`` (the same for the intercepts a_s), ``t`` = b / se_b,
+        ``df`` = S − 1, ``t_crit`` = :func:`t_quantile` (df, ``level``), ``ci`` = b ± t_crit · se_b,
+        ``detected`` (|t| ≥ t_crit), ``level``, ``slopes`` and ``intercepts`` (lists, per seed),
+        ``seeds`` (sorted), ``count`` = S, ``m`` (points) and ``r2`` (the share of the variance
+        of all points that the line a + b log x explains; a description, not a test).
+
+    Raises
+    ------
+    ValueError
+        For x ≤ 0, NaN or inf, lengths that differ, fewer than two seeds, a seed with fewer
+        than two distinct x values, or a ``level`` outside (0, 1).
+
+    See also
+    --------
+    log_fit, paired_differences, t_summary, vqlib.studies.capacity.axis_verdict; chapter 8.
     """
     x = np.asarray(x, dtype=float).ravel()
     y = np.asarray(y, dtype=float).ravel()

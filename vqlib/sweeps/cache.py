@@ -48,11 +48,30 @@ _ENV = object()  # root not given: read VQLIB_CACHE
 
 
 class CacheWarning(UserWarning):
-    """A cache entry was corrupt or partial and has been recomputed, or could not be written."""
+    """A cache entry was corrupt or partial and has been recomputed, or could not be written (every chapter).
+
+    The entry is moved aside (suffix ``.corrupt``) before it is recomputed; an unwritable
+    folder gives the rows uncached.
+
+    See also
+    --------
+    cached, lookup, writable_problem; every chapter.
+    """
 
 
 def cache_dir() -> Path | None:
-    """The cache folder from ``VQLIB_CACHE`` (default ``~/.cache/vqlib``); None when off."""
+    """The cache folder from ``VQLIB_CACHE`` (default ``~/.cache/vqlib``); None when off (every chapter).
+
+    Returns
+    -------
+    pathlib.Path or None
+        The folder (``~`` expanded), or None when ``VQLIB_CACHE`` is ``off``, ``0``, ``false``
+        or ``none`` (any case).
+
+    See also
+    --------
+    entry_path, writable_problem; every chapter.
+    """
     value = os.environ.get("VQLIB_CACHE", "").strip()
     if value.lower() in ("off", "0", "false", "none"):
         return None
@@ -64,8 +83,35 @@ PRESENTATION = "book"
 
 
 def source_fingerprint(root, version: str = "", skip: tuple[str, ...] = (PRESENTATION,)) -> str:
-    """A hash of ``version`` and of every ``*.py`` file under ``root`` (names and bytes),
-    except those in the top-level folders of ``root`` named in ``skip``."""
+    """A hash of ``version`` and of every ``*.py`` file under ``root``, names and bytes (every chapter).
+
+    SHA-256 over ``version`` and, file by file in sorted order, each relative path and the
+    SHA-256 of its bytes; files under the top-level folders of ``root`` named in ``skip`` are
+    left out.
+
+    Parameters
+    ----------
+    root : str or path
+        A package folder (holding ``__init__.py``).
+    version : str, default ""
+        Mixed into the hash first.
+    skip : tuple of str, default ("book",)
+        Top-level folders of ``root`` left out.
+
+    Returns
+    -------
+    str
+        16 hexadecimal characters.
+
+    Raises
+    ------
+    ValueError
+        When ``root`` has no ``__init__.py``.
+
+    See also
+    --------
+    code_fingerprint, key_of; every chapter.
+    """
     root = Path(root)
     if not (root / "__init__.py").is_file():
         raise ValueError(f"root={str(root)!r} is not a package folder (no __init__.py)")
@@ -80,14 +126,43 @@ def source_fingerprint(root, version: str = "", skip: tuple[str, ...] = (PRESENT
 
 @functools.lru_cache(maxsize=1)
 def code_fingerprint() -> str:
-    """``__version__`` plus a hash of every vqlib source file outside ``book/`` (any edit to one
-    changes it), rooted at the package's folder (:data:`vqlib._version.PACKAGE_ROOT`)."""
+    """``__version__`` plus a hash of every vqlib source file outside ``book/`` (every chapter).
+
+    Any edit to one of those files changes it; it is rooted at the package's folder
+    (:data:`vqlib._version.PACKAGE_ROOT`) and computed once per process (cached).
+
+    Returns
+    -------
+    str
+        16 hexadecimal characters (:func:`source_fingerprint` of the package).
+
+    See also
+    --------
+    source_fingerprint, key_of; every chapter.
+    """
     return source_fingerprint(PACKAGE_ROOT, __version__)
 
 
 def data_fingerprint(data) -> str:
-    """A hash of an array's shape, dtype and bytes (a torch tensor or anything numpy reads),
-    or of a mapping of names to arrays (each name with its array's hash: what a sweep's job reads)."""
+    """A hash of an array's shape, dtype and bytes, or of a mapping of names to arrays (every chapter).
+
+    An array is a torch tensor (moved to the CPU) or anything numpy reads; a mapping (what a
+    sweep's job reads) hashes each name with its array's hash, names sorted.
+
+    Parameters
+    ----------
+    data : tensor, array_like, mapping of str to arrays, or None
+        The data.
+
+    Returns
+    -------
+    str
+        16 hexadecimal characters, or ``"none"`` for None.
+
+    See also
+    --------
+    key_of, vqlib.sweeps.Sweep.inputs; every chapter.
+    """
     if data is None:
         return "none"
     if isinstance(data, Mapping):
@@ -117,10 +192,36 @@ def _canonical(obj) -> str:
 
 
 def key_of(name: str, config: Mapping, data=None, *, code: str | None = None) -> str:
-    """The cache key of sweep ``name`` run with ``config`` on ``data`` by this code.
+    """The cache key of sweep ``name`` run with ``config`` on ``data`` by this code (every chapter).
 
-    ``code`` (default :func:`code_fingerprint`) lets a client hand its own fingerprint to
+    SHA-256 of the canonical JSON of the name, the configuration, :func:`data_fingerprint`
+    (``data``) and the code fingerprint. ``code`` lets a client hand its own fingerprint to
     workers, so that what they write is keyed exactly as the client reads.
+
+    Parameters
+    ----------
+    name : str
+        The sweep's name.
+    config : mapping
+        The job's full configuration (JSON-like values).
+    data : tensor, array or mapping of str to arrays, optional
+        The data the job reads (:func:`data_fingerprint`).
+    code : str, optional
+        The code fingerprint (default :func:`code_fingerprint`).
+
+    Returns
+    -------
+    str
+        32 hexadecimal characters.
+
+    Raises
+    ------
+    TypeError
+        When ``config`` holds a value that is not JSON-like.
+
+    See also
+    --------
+    entry_path, cached; every chapter.
     """
     payload = _canonical({"name": name, "config": dict(config), "data": data_fingerprint(data),
                           "code": code_fingerprint() if code is None else code})
@@ -128,7 +229,33 @@ def key_of(name: str, config: Mapping, data=None, *, code: str | None = None) ->
 
 
 def entry_path(name: str, config: Mapping, data=None, *, root=_ENV, code: str | None = None) -> Path | None:
-    """Where the entry for (name, config, data) lives, or None when caching is off."""
+    """Where the entry for (name, config, data) lives, or None when caching is off (every chapter).
+
+    The path is ``root / <name> / <key>.json``, characters of the name other than letters,
+    digits, ``-``, ``_`` and ``.`` replaced by ``_``.
+
+    Parameters
+    ----------
+    name : str
+        The sweep's name.
+    config : mapping
+        The job's full configuration (JSON-like values).
+    data : tensor, array or mapping of str to arrays, optional
+        The data the job reads (:func:`data_fingerprint`).
+    root : str or path or None, optional
+        The cache folder; not given: ``VQLIB_CACHE`` (:func:`cache_dir`); None: no cache.
+    code : str, optional
+        The code fingerprint in the key (default :func:`code_fingerprint`).
+
+    Returns
+    -------
+    pathlib.Path or None
+        The entry's path (it need not exist).
+
+    See also
+    --------
+    key_of, lookup, cached; every chapter.
+    """
     root = cache_dir() if root is _ENV else (None if root is None else Path(root))
     if root is None:
         return None
@@ -160,9 +287,24 @@ def _jsonable(rows):
 
 
 def rows_problem(rows) -> str | None:
-    """What makes ``rows`` unfit to be a table's rows (None: nothing): the schema of every entry.
+    """What makes ``rows`` unfit to be a table's rows (None: nothing): the schema of every entry (every chapter).
 
-    Rows are a list of JSON objects (dicts with string keys).
+    Rows are a list of JSON objects (dicts with string keys); a sweep adds its own schema
+    (:meth:`vqlib.sweeps.Sweep.check_rows`).
+
+    Parameters
+    ----------
+    rows : object
+        The candidate rows.
+
+    Returns
+    -------
+    str or None
+        A short description of the first problem, or None.
+
+    See also
+    --------
+    vqlib.sweeps.Sweep.check_rows, cached; every chapter.
     """
     if not isinstance(rows, list):
         return f"its rows are a {type(rows).__name__}, not a list"
@@ -206,10 +348,34 @@ def _read(path: Path, key: str, validate: Callable | None = None):
 
 def lookup(name: str, config: Mapping, *, data=None, root=_ENV, code: str | None = None,
            validate: Callable | None = None) -> list[dict] | None:
-    """The stored rows of (name, config, data), or None when absent, unusable or off.
+    """The stored rows of (name, config, data), or None when absent, unusable or off (every chapter).
 
     An unusable entry is reported (:class:`CacheWarning`) and moved aside first.
-    ``validate(rows)`` returns what is wrong with rows that parse (None: nothing).
+
+    Parameters
+    ----------
+    name : str
+        The sweep's name.
+    config : mapping
+        The job's full configuration (JSON-like values).
+    data : tensor, array or mapping of str to arrays, optional
+        The data the job reads (:func:`data_fingerprint`).
+    root : str or path or None, optional
+        The cache folder; not given: ``VQLIB_CACHE`` (:func:`cache_dir`); None: no cache.
+    code : str, optional
+        The code fingerprint in the key (default :func:`code_fingerprint`).
+    validate : callable, optional
+        ``validate(rows)`` returns what is wrong with rows that parse (None: nothing), e.g.
+        :meth:`vqlib.sweeps.Sweep.check_rows`.
+
+    Returns
+    -------
+    list of dict or None
+        The rows as JSON stores them.
+
+    See also
+    --------
+    is_cached, cached; every chapter.
     """
     path = entry_path(name, config, data, root=root, code=code)
     if path is None or not path.exists():
@@ -219,17 +385,60 @@ def lookup(name: str, config: Mapping, *, data=None, root=_ENV, code: str | None
 
 def is_cached(name: str, config: Mapping, *, data=None, root=_ENV, code: str | None = None,
               validate: Callable | None = None) -> bool:
-    """Whether a healthy entry for (name, config, data) is stored; reads only (moves nothing, warns nothing)."""
+    """Whether a healthy entry for (name, config, data) is stored; reads only (every chapter).
+
+    It moves nothing and warns nothing, unlike :func:`lookup`.
+
+    Parameters
+    ----------
+    name : str
+        The sweep's name.
+    config : mapping
+        The job's full configuration (JSON-like values).
+    data : tensor, array or mapping of str to arrays, optional
+        The data the job reads (:func:`data_fingerprint`).
+    root : str or path or None, optional
+        The cache folder; not given: ``VQLIB_CACHE`` (:func:`cache_dir`); None: no cache.
+    code : str, optional
+        The code fingerprint in the key (default :func:`code_fingerprint`).
+    validate : callable, optional
+        ``validate(rows)`` returns what is wrong with rows that parse (None: nothing), e.g.
+        :meth:`vqlib.sweeps.Sweep.check_rows`.
+
+    Returns
+    -------
+    bool
+        True when the entry exists, parses, matches its key and checksum, is complete and
+        passes the schema.
+
+    See also
+    --------
+    lookup, vqlib.sweeps.Sweep.count_cached; every chapter.
+    """
     path = entry_path(name, config, data, root=root, code=code)
     return path is not None and path.is_file() and _load(path, path.stem, validate)[1] is None
 
 
 def writable_problem(root) -> str | None:
-    """Why the cache folder ``root`` cannot take new entries (None: it can). Creates nothing.
+    """Why the cache folder ``root`` cannot take new entries (None: it can); creates nothing (every chapter).
 
     The test creates (and at once removes) a temporary file in ``root``, or, while ``root``
     does not exist yet, in its nearest existing parent: the one reliable test, since
     permission bits do not bind every user or file system.
+
+    Parameters
+    ----------
+    root : str or path
+        The cache folder (``~`` expanded); it need not exist.
+
+    Returns
+    -------
+    str or None
+        Why not (a file in the way, or a folder that cannot be written), or None.
+
+    See also
+    --------
+    cache_dir, cached; every chapter.
     """
 
     root = probe = Path(root).expanduser()
@@ -248,16 +457,49 @@ def writable_problem(root) -> str | None:
 
 def cached(name: str, config: Mapping, compute: Callable[[], list[dict]], *, data=None,
            refresh: bool = False, root=_ENV, code: str | None = None, validate: Callable | None = None) -> list[dict]:
-    """The rows of sweep ``name`` with ``config`` on ``data``: from the cache, else computed.
+    """The rows of sweep ``name`` with ``config`` on ``data``: from the cache, else computed (every chapter).
 
-    ``compute()`` must return a list of dict rows with JSON values (numbers, strings,
-    booleans, None, lists). Rows come back as JSON stores them, so a warm call, a cold
-    one and one with the cache off return equal rows. ``refresh=True`` recomputes and
-    overwrites. ``root`` overrides ``VQLIB_CACHE`` (None: no cache); ``code`` overrides
-    the code fingerprint in the key (see :func:`key_of`). ``validate(rows)`` is the
-    caller's schema (what is wrong with the rows, or None): a stored entry that fails it
-    is corrupt, and computed rows that fail it raise ``ValueError`` (nothing is stored).
-    A folder that cannot be written gives a :class:`CacheWarning` and the rows uncached.
+    Rows come back as JSON stores them, so a warm call, a cold one and one with the cache
+    off return equal rows. A stored entry that fails ``validate`` is corrupt (reported and
+    recomputed). A new entry is written to a temporary file and renamed into place; a folder
+    that cannot be written gives a :class:`CacheWarning` and the rows uncached.
+
+    Parameters
+    ----------
+    name : str
+        The sweep's name.
+    config : mapping
+        The job's full configuration (JSON-like values).
+    compute : callable
+        ``compute()`` returns a list of dict rows with JSON values (numbers, strings,
+        booleans, None, lists).
+    data : tensor, array or mapping of str to arrays, optional
+        The data the job reads (:func:`data_fingerprint`).
+    refresh : bool, default False
+        Recompute and overwrite.
+    root : str or path or None, optional
+        Overrides ``VQLIB_CACHE`` (None: no cache).
+    code : str, optional
+        Overrides the code fingerprint in the key (see :func:`key_of`).
+    validate : callable, optional
+        ``validate(rows)`` returns what is wrong with rows that parse (None: nothing), e.g.
+        :meth:`vqlib.sweeps.Sweep.check_rows`.
+
+    Returns
+    -------
+    list of dict
+        The rows.
+
+    Raises
+    ------
+    ValueError
+        When computed rows fail ``validate`` (nothing is stored).
+    TypeError
+        When ``compute()`` does not return a list of dict rows.
+
+    See also
+    --------
+    lookup, is_cached, key_of, vqlib.sweeps.Sweep.run; every chapter.
     """
     code = code_fingerprint() if code is None else code
     path = entry_path(name, config, data, root=root, code=code)

@@ -43,14 +43,44 @@ def _one_thread(fn: Callable, job):
 
 def map_jobs(fn: Callable, jobs: Sequence, *, executor: str = "serial", workers: int = 2,
              address: str | None = None) -> list:
-    """``[fn(job) for job in jobs]``, computed here or by Dask workers (in that order).
+    """``[fn(job) for job in jobs]``, computed here or by Dask workers, in that order (every chapter).
 
     ``executor="serial"`` runs the jobs one after another in this process.
-    ``executor="dask"`` sends each job to a Dask worker: ``address`` (default
-    ``$VQLIB_DASK_SCHEDULER``) names a running scheduler; without one a local cluster of
-    ``workers`` single-threaded processes runs the jobs and is shut down afterwards.
-    ``fn`` and the jobs must pickle (cloudpickle): functions defined in an importable
-    module, or closures over picklable values. An exception in a job is raised here.
+    ``executor="dask"`` sends each job to a Dask worker, with one torch thread each:
+    ``address`` (default ``$VQLIB_DASK_SCHEDULER``) names a running scheduler; without one a
+    local cluster of ``workers`` single-threaded processes runs the jobs and is shut down
+    afterwards. ``fn`` and the jobs must pickle (cloudpickle): functions defined in an
+    importable module, or closures over picklable values. An exception in a job is raised here.
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(job)`` computes one job.
+    jobs : sequence
+        The jobs.
+    executor : str, default "serial"
+        ``"serial"`` or ``"dask"``.
+    workers : int, default 2
+        Processes of the local Dask cluster, ≥ 1 (checked for both executors).
+    address : str, optional
+        A running Dask scheduler's address.
+
+    Returns
+    -------
+    list
+        ``fn(job)`` for each job, in the order of ``jobs``.
+
+    Raises
+    ------
+    ValueError
+        When ``executor`` is not one of :data:`EXECUTORS` or ``workers`` is not an integer ≥ 1.
+    ImportError
+        When ``executor="dask"`` and Dask's ``distributed`` is not installed (the extra
+        ``vqlib[distributed]``).
+
+    See also
+    --------
+    vqlib.sweeps.Sweep.run; every chapter.
     """
     if executor not in EXECUTORS:
         raise ValueError(f"executor={executor!r} is not one of {EXECUTORS}")

@@ -19,9 +19,23 @@ T = TypeVar("T")
 
 
 def current_profile() -> str:
-    """``VQLIB_PROFILE`` if set; else ``"quick"`` when ``CI`` is set or no GPU is present.
+    """The book's profile: ``VQLIB_PROFILE`` if set, else quick or full (every chapter).
 
-    Raises ``ValueError`` naming ``VQLIB_PROFILE`` for any other value.
+    ``"quick"`` when ``CI`` is set or no GPU is present, else ``"full"``.
+
+    Returns
+    -------
+    str
+        ``"quick"`` or ``"full"``.
+
+    Raises
+    ------
+    ValueError
+        Naming ``VQLIB_PROFILE`` for any other value (case and spaces aside).
+
+    See also
+    --------
+    pick, vqlib.sweeps.Sweep.config; every chapter.
     """
     forced = os.environ.get("VQLIB_PROFILE", "").strip().lower()
     if forced:
@@ -34,7 +48,31 @@ def current_profile() -> str:
 
 
 def pick(quick: T, full: T, profile: str | None = None) -> T:
-    """The value for the current (or given) profile: ``pick(quick=20, full=200)``."""
+    """The value for the current (or given) profile: ``pick(quick=20, full=200)`` (every chapter).
+
+    Parameters
+    ----------
+    quick : object
+        The value for the quick profile.
+    full : object
+        The value for the full profile.
+    profile : str, optional
+        ``"quick"`` or ``"full"`` (default :func:`current_profile`).
+
+    Returns
+    -------
+    object
+        ``quick`` or ``full``.
+
+    Raises
+    ------
+    ValueError
+        When ``profile`` is not one of :data:`PROFILES`, or as :func:`current_profile`.
+
+    See also
+    --------
+    current_profile; every chapter.
+    """
     profile = current_profile() if profile is None else profile
     if profile not in PROFILES:
         raise ValueError(f"profile={profile!r} is not one of {PROFILES}")

@@ -37,20 +37,38 @@ _REGISTRY: dict[str, "Sweep"] = {}
 
 @dataclass(frozen=True)
 class Sweep:
-    """One chapter's sweep: its configuration per profile and how to compute one job.
+    """One chapter's sweep: its configuration per profile and how to compute one job (every chapter).
 
-    name : registry name, ``"chNN-<what>"`` (e.g. ``"ch07-penalty"``).
-    chapter : the chapter file it serves, e.g. ``"07_generation"``.
-    doc : one line saying what it measures (shown by ``python -m vqlib list``).
-    quick, full : the configuration of each profile. Every entry is passed to ``compute``
-        as a keyword, except ``dataset`` (see ``data``).
-    compute : ``compute(**arrays, **job) -> list[dict]``, the rows of one job; each array is
-        a dataset's images as a float tensor (N, C, H, W) in [0, 1].
-    grid : configuration keys whose list values are swept, one job per combination.
-    columns : columns every row must hold, beyond the seeds (part of :meth:`check_rows`).
-    data : ``data(job) -> {argument: (dataset, split)}``, the data one job reads (see
+    A sweep is a grid of independent jobs: each key in ``grid`` names a configuration entry
+    that holds a list, and one job takes one value of each. Each job is cached on its own
+    (:mod:`vqlib.sweeps.cache`), keyed by its configuration and the arrays it reads.
+
+    Parameters
+    ----------
+    name : str
+        Registry name, ``"chNN-<what>"`` (e.g. ``"ch07-penalty"``).
+    chapter : str
+        The chapter file it serves, e.g. ``"07_generation"``.
+    doc : str
+        One line saying what it measures (shown by ``python -m vqlib list``).
+    quick, full : mapping
+        The configuration of each profile. Every entry is passed to ``compute`` as a keyword,
+        except ``dataset`` (see ``data``).
+    compute : callable
+        ``compute(**arrays, **job) -> list[dict]``, the rows of one job; each array is a
+        dataset's images as a float tensor (N, C, H, W) in [0, 1].
+    grid : tuple of str, default ()
+        Configuration keys whose list values are swept, one job per combination.
+    columns : tuple of str, default ()
+        Columns every row must hold, beyond the seeds (part of :meth:`check_rows`).
+    data : callable, optional
+        ``data(job) -> {argument: (dataset, split)}``, the data one job reads (see
         :meth:`inputs`); without it a job reads ``x``, the ``"train"`` split of the
         configuration's ``dataset`` (default ``"digits"``).
+
+    See also
+    --------
+    register, get, all_sweeps, vqlib.sweeps.cache.cached, vqlib.sweeps.jobs.map_jobs; every chapter.
     """
 
     name: str
@@ -64,7 +82,31 @@ class Sweep:
     data: Callable[[Mapping], Mapping[str, tuple[str, str]]] | None = None
 
     def config(self, profile: str | None = None, **overrides) -> dict:
-        """The configuration of ``profile`` (default: :func:`vqlib.sweeps.current_profile`), with overrides."""
+        """The configuration of ``profile``, with overrides (every chapter).
+
+        Parameters
+        ----------
+        profile : str, optional
+            ``"quick"`` or ``"full"`` (default: :func:`vqlib.sweeps.current_profile`).
+        **overrides
+            New values for settings the configuration has; a list setting stays a non-empty list.
+
+        Returns
+        -------
+        dict
+            The profile's configuration (``quick`` or ``full``) updated by ``overrides``.
+
+        Raises
+        ------
+        ValueError
+            When ``profile`` is not one of :data:`vqlib.sweeps.PROFILES` (or ``VQLIB_PROFILE`` is bad),
+            an override names a setting the sweep does not have, an override empties a list
+            setting, or a grid key does not hold a non-empty list.
+
+        See also
+        --------
+        jobs, run, vqlib.sweeps.pick; every chapter.
+        """
         profile = current_profile() if profile is None else profile
         if profile not in PROFILES:
             raise ValueError(f"profile={profile!r} is not one of {PROFILES}")
@@ -84,17 +126,49 @@ class Sweep:
         return config
 
     def jobs(self, config: Mapping) -> list[dict]:
-        """One configuration per combination of the grid keys' values (in grid order)."""
+        """One configuration per combination of the grid keys' values, in grid order (every chapter).
+
+        The combinations are those of ``itertools.product`` over the grid keys' lists (the last
+        grid key varies fastest); without a grid the one job is the configuration itself.
+
+        Parameters
+        ----------
+        config : mapping
+            A configuration, e.g. of :meth:`config` (without ``dataset``).
+
+        Returns
+        -------
+        list of dict
+            The jobs: ``config`` with each grid key set to one of its values.
+
+        See also
+        --------
+        config, inputs, run; every chapter.
+        """
         if not self.grid:
             return [dict(config)]
         values = [config[key] for key in self.grid]
         return [dict(config, **dict(zip(self.grid, combo))) for combo in itertools.product(*values)]
 
     def check_rows(self, rows) -> str | None:
-        """What is wrong with ``rows`` as one job's rows of this sweep (None: nothing).
+        """What is wrong with ``rows`` as one job's rows of this sweep (None: nothing) (every chapter).
 
         The schema: a non-empty list of JSON objects, each naming its seeds (a column
         whose name holds "seed", the book's convention) and holding ``columns``.
+
+        Parameters
+        ----------
+        rows : object
+            The rows to check, as a job returns them or as the cache reads them back.
+
+        Returns
+        -------
+        str or None
+            A short description of the first problem found, or None.
+
+        See also
+        --------
+        vqlib.sweeps.cache.rows_problem, vqlib.sweeps.cache.cached; every chapter.
         """
 
         problem = rows_problem(rows)
@@ -109,11 +183,25 @@ class Sweep:
         return problem
 
     def inputs(self, job: Mapping) -> dict[str, tuple[str, str]]:
-        """The data one job reads: ``{compute's argument: (dataset, split)}``.
+        """The data one job reads: ``{compute's argument: (dataset, split)}`` (every chapter).
 
-        ``job`` is one configuration of :meth:`jobs`, with ``dataset`` when the configuration
-        has one. The runner loads each (dataset, split) once, and the job's cache key holds
-        the fingerprints of exactly these arrays.
+        The runner loads each (dataset, split) once, and the job's cache key holds the
+        fingerprints of exactly these arrays.
+
+        Parameters
+        ----------
+        job : mapping
+            One configuration of :meth:`jobs`, with ``dataset`` when the configuration has one.
+
+        Returns
+        -------
+        dict of str to (str, str)
+            ``data(job)``, or ``{"x": (dataset, "train")}`` without ``data`` (default dataset
+            ``"digits"``).
+
+        See also
+        --------
+        jobs, run, vqlib.load_dataset, vqlib.sweeps.cache.data_fingerprint; every chapter.
         """
         if self.data is None:
             return {"x": (job.get("dataset", "digits"), "train")}
@@ -137,10 +225,34 @@ class Sweep:
         return jobs, keys, arrays
 
     def count_cached(self, profile: str | None = None, *, root=None, **overrides) -> tuple[int, int]:
-        """(jobs with a healthy cache entry in ``root``, all jobs) of this configuration; reads only.
+        """(jobs with a healthy cache entry in ``root``, all jobs) of this configuration; reads only (every chapter).
 
-        ``root`` defaults to ``VQLIB_CACHE``. Used by ``python -m vqlib`` to say what a
-        rerun will resume from.
+        Used by ``python -m vqlib`` to say what a rerun will resume from. With a cache folder the
+        job's data are loaded (they are part of each key); nothing is computed, moved or warned about.
+
+        Parameters
+        ----------
+        profile : str, optional
+            ``"quick"`` or ``"full"`` (default: :func:`vqlib.sweeps.current_profile`).
+        root : str or path, optional
+            The cache folder (default, and for None: ``VQLIB_CACHE``,
+            :func:`vqlib.sweeps.cache.cache_dir`); with ``VQLIB_CACHE=off`` no job counts as cached.
+        **overrides
+            As in :meth:`config`.
+
+        Returns
+        -------
+        tuple of (int, int)
+            The number of cached jobs and the number of jobs.
+
+        Raises
+        ------
+        ValueError
+            As :meth:`config`.
+
+        See also
+        --------
+        run, vqlib.sweeps.cache.is_cached; every chapter.
         """
 
         root = cache_dir() if root is None else root
@@ -153,12 +265,45 @@ class Sweep:
 
     def run(self, profile: str | None = None, *, cache: bool = True, refresh: bool = False,
             executor: str = "serial", workers: int = 2, progress: bool = False, **overrides) -> list[dict]:
-        """All rows of the sweep: each job from the cache when present, else computed.
+        """All rows of the sweep: each job from the cache when present, else computed (every chapter).
 
         ``executor="serial"`` computes the missing jobs here, one after another;
         ``"dask"`` sends them to a local Dask cluster of ``workers`` processes (or to the
         scheduler named by ``VQLIB_DASK_SCHEDULER``). Cached jobs are read here and never
         sent; the rows are the same, in the same order, whichever executor ran them.
+
+        Parameters
+        ----------
+        profile : str, optional
+            ``"quick"`` or ``"full"`` (default: :func:`vqlib.sweeps.current_profile`).
+        cache : bool, default True
+            Read and fill the cache folder of ``VQLIB_CACHE``; False computes every job uncached.
+        refresh : bool, default False
+            Recompute every job and overwrite its entry.
+        executor : str, default "serial"
+            ``"serial"`` or ``"dask"`` (:func:`vqlib.sweeps.jobs.map_jobs`).
+        workers : int, default 2
+            Processes of the local Dask cluster, ≥ 1.
+        progress : bool, default False
+            Show a tqdm progress bar over the jobs computed serially.
+        **overrides
+            Settings that replace the profile's (see :meth:`config`).
+
+        Returns
+        -------
+        list of dict
+            The rows of every job, job after job in the order of :meth:`jobs`, as JSON stores them.
+
+        Raises
+        ------
+        ValueError
+            When ``executor`` is not one of ``("serial", "dask")``, as :meth:`config`, when
+            ``workers`` is not an integer ≥ 1 (Dask), or when computed rows break the schema
+            (:meth:`check_rows`).
+
+        See also
+        --------
+        config, jobs, count_cached, vqlib.sweeps.cache.cached, vqlib.sweeps.jobs.map_jobs; every chapter.
         """
 
         if executor not in EXECUTORS:
@@ -197,7 +342,27 @@ class Sweep:
 
 
 def register(sweep: Sweep) -> Sweep:
-    """Add ``sweep`` to the registry (a second sweep of the same name is an error)."""
+    """Add ``sweep`` to the registry (every chapter).
+
+    Parameters
+    ----------
+    sweep : Sweep
+        The sweep; registering the same object again does nothing.
+
+    Returns
+    -------
+    Sweep
+        ``sweep`` itself.
+
+    Raises
+    ------
+    ValueError
+        When another sweep of the same name is already registered.
+
+    See also
+    --------
+    get, all_sweeps, Sweep; every chapter.
+    """
     if sweep.name in _REGISTRY and _REGISTRY[sweep.name] is not sweep:
         raise ValueError(f"a sweep named {sweep.name!r} is already registered")
     _REGISTRY[sweep.name] = sweep
@@ -212,13 +377,43 @@ def _load_all() -> None:
 
 
 def all_sweeps() -> dict[str, Sweep]:
-    """Every registered sweep by name (imports every ``chNN_*`` module first)."""
+    """Every registered sweep by name, after importing every ``chNN_*`` module (every chapter).
+
+    Returns
+    -------
+    dict of str to Sweep
+        The registry, sorted by name.
+
+    See also
+    --------
+    get, register; every chapter.
+    """
     _load_all()
     return dict(sorted(_REGISTRY.items()))
 
 
 def get(name: str) -> Sweep:
-    """The sweep called ``name``; a ValueError lists the known names otherwise."""
+    """The sweep called ``name`` (every chapter).
+
+    Parameters
+    ----------
+    name : str
+        A registered name such as ``"ch07-penalty"``.
+
+    Returns
+    -------
+    Sweep
+        The sweep.
+
+    Raises
+    ------
+    ValueError
+        When no sweep has that name; the message lists the known names.
+
+    See also
+    --------
+    all_sweeps, register, Sweep.run; every chapter.
+    """
     sweeps = all_sweeps()
     if name not in sweeps:
         raise ValueError(f"no sweep named {name!r}; known sweeps: {', '.join(sweeps) or 'none'}")
