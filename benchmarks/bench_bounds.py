@@ -83,8 +83,9 @@ def main() -> None:
         post = rng.dirichlet(np.ones(K), size=(m, 2, L))
         q, c = rng.uniform(0, 0.5, m), rng.uniform(0, 0.1, m)
         runs, runs_U = rng.uniform(0, 0.2, (4, m // 4, 16, 2)), rng.integers(0, 2, (4, m // 4, 16))
-        options = dict(confidence=0.95, n_bins=2, fit_fraction=0.25, posteriors=None, reference=None,
-                       decoder_information=math.log(2), eps=0.01, information=None)
+        options = dict(confidence=0.95, n_bins=2, fit_fraction=0.1, posteriors=None, reference=None,
+                       decoder_information=math.log(2), eps=0.01, information=None, families=("ld", "e", "held_out"),
+                       select=False)
         return {
             "plugin_mi": lambda: plugin_mi(labels, U),
             "pair_terms": lambda: pair_terms(loss0, loss1, U),

@@ -44,7 +44,7 @@ SCALED = {
     "ch01-grid": ("epochs", (3, 6), {}, 1),
     "ch01-latents": ("epochs", (2, 4), {}, 1),
     "ch02-kmeans": ("n_masks", (64, 256), {}, 1),
-    "ch02-coverage": ("n_experiments", (10, 20), {}, 1),
+    "ch02-coverage": ("experiments", (1, 2), {}, 1),  # sixteenths of every [m, count] of both plans
     "ch02-vqvae": ("n_masks", (4, 8), {"n_supersamples": 1}, 8),
     "ch03-memoriser": ("mask_seeds", (4, 8), {}, 1),
     "ch03-parts": ("mask_seeds", (2, 4), {}, 1),
@@ -57,6 +57,15 @@ SCALED = {
     "ch07-penalty": ("epochs", (3, 6), {}, 1),
     "ch08-capacity": ("epochs", (5, 10), {}, 1),
 }
+
+
+#: ch02-coverage's knob "experiments": its two plans of [m, count] pairs, every count cut to a fraction.
+PLAN_KEYS, PLAN_PARTS = ("toy_experiments", "vqvae_experiments"), 16
+
+
+def _plans(full: dict, parts: int) -> dict:
+    """The full plans with every count cut to parts/16 (at least 1), as overrides."""
+    return {key: [[m, max(1, count * parts // PLAN_PARTS)] for m, count in full[key]] for key in PLAN_KEYS}
 
 
 def _size(value) -> int:
@@ -89,13 +98,19 @@ def measure(name: str, quick: bool = True) -> dict:
     else:
         knob, (s1, s2), fixed, factor = SCALED[name]
         full = sweep.config("full")
-        S = _size(full[knob])
-        t1, _ = _timed(sweep, "full", {knob: _value(full[knob], s1), **fixed})
-        t2, _ = _timed(sweep, "full", {knob: _value(full[knob], s2), **fixed})
+        if knob == "experiments":  # the experiment counts of both plans, in sixteenths
+            S = PLAN_PARTS
+            t1, _ = _timed(sweep, "full", _plans(full, s1))
+            t2, _ = _timed(sweep, "full", _plans(full, s2))
+        else:
+            S = _size(full[knob])
+            t1, _ = _timed(sweep, "full", {knob: _value(full[knob], s1), **fixed})
+            t2, _ = _timed(sweep, "full", {knob: _value(full[knob], s2), **fixed})
         b = max((t2 - t1) / (s2 - s1), 0.0)
         a = max(t2 - b * s2, 0.0)
         out["full_s"] = factor * (a + b * S)
-        part = f"{knob} {s1} and {s2} of {S}" + "".join(f", {k} {v} of {_size(full[k])}" for k, v in fixed.items())
+        part = (f"{s1}/{S} and {s2}/{S} of every experiment count" if knob == "experiments" else
+                f"{knob} {s1} and {s2} of {S}" + "".join(f", {k} {v} of {_size(full[k])}" for k, v in fixed.items()))
         out["full_basis"] = f"extrapolated from runs with {part} ({t1:.0f} s and {t2:.0f} s)"
         if t2 <= 1.1 * t1 and t2 > 5:  # the knob's share is lost in the noise: the slope is not resolved
             print(f"{name}: warning: {t1:.0f} s at {knob} {s1} and {t2:.0f} s at {s2}, so the growth with {knob} "

@@ -6,8 +6,8 @@ import pytest
 
 import vqlib
 from vqlib.book import scorecard as sc
+from vqlib.bounds.certificates import STAKE, betting_ucb
 from vqlib.studies.capacity import AXES, capacity_settings
-from vqlib.bounds.certificates import STAKE_FRACTIONS, betting_ucb
 
 BASE = dict(decoder_depth=2, decoder_width=64, encoder_depth=2, encoder_width=64, K=16, L=4)
 AXES_VALUES = dict(decoder_depth=[1, 2, 4], decoder_width=[16, 64, 256], encoder_depth=[1, 2, 4],
@@ -39,7 +39,7 @@ def test_supersample_configuration_keeps_every_field_the_tables_read():
 
 def test_supersample_configuration_counts_estimation_runs_without_a_certificate():
     c = sc.supersample_configuration(_chapter2_row(certificate=None, learner="vqvae"))
-    assert c["source"] == "ch02-vqvae" and c["n_estimate"] == 96  # 128 masks, a quarter fit
+    assert c["source"] == "ch02-vqvae" and c["n_estimate"] == 115  # 128 masks, a tenth (13) fit
 
 
 def test_supersample_configuration_names_what_is_missing():
@@ -82,7 +82,52 @@ def test_temperature_configuration_averages_supersamples_like_chapter_6():
     assert c["gap_sem"] == pytest.approx(np.std([0.002, 0.004], ddof=1) / math.sqrt(2))
     assert c["bounds"]["ld_cmi_cosh"] == pytest.approx(0.015) and "stability" not in c["bounds"]
     assert c["certified"]["stability"] == 1.0 and c["certified_kinds"]["stability"] == "exact"
-    assert c["n_estimate"] == 48 and c["beta"] == 1.0 and len(c["per_supersample"]) == 2
+    assert c["n_estimate"] == 57 and c["beta"] == 1.0 and len(c["per_supersample"]) == 2  # 64 masks, 7 fit
+
+
+def _two_target_configuration():
+    """Chapter 6's two certificates: ld_cmi_cosh bounds the shared-uniform gap, stability_cosh and
+    lv_uniform the single-draw gap, which is within noise of 0 here."""
+    rows = _temperature_rows(certified={"stability": 0.6, "ld_cmi_cosh": 0.06, "stability_cosh": 0.04,
+                                        "lv_uniform": 0.3, "held_out": 0.05})
+    targets = dict(stability="single", stability_cosh="single", lv_uniform="single", lv_reference="single",
+                   ld_cmi_cosh="shared", held_out="shared")
+    for r, single in zip(rows, (-0.001, 0.0012)):
+        r.update(certified_targets=targets, gap_single=single, gap_single_sem=0.001,
+                 certified_kinds=dict(stability="exact", ld_cmi_cosh="certified", stability_cosh="certified",
+                                      lv_uniform="certified", held_out="certified"))
+    return sc.temperature_configuration(rows, 1.0)
+
+
+def test_each_value_is_compared_with_the_gap_it_bounds():
+    c = _two_target_configuration()
+    assert sc.target_gap(c, "ld_cmi_cosh") == (pytest.approx(0.003), c["gap_sem"])
+    assert sc.target_gap(c, "lv_uniform") == (pytest.approx(0.0001), c["gap_single_sem"])
+    # the tightest value of each gap, never across the two
+    assert sc.tightest(c) == ("held_out", 0.05)
+    assert sc.tightest(c, target="single") == ("stability_cosh", 0.04)
+    # estimates too: every estimate of _temperature_rows is 0.015 on average; those of the shared gap
+    assert sc.tightest(c, kinds=("estimate",))[0] not in ("stability_cosh", "lv_uniform", "lv_reference")
+    assert sc.tightest(c, kinds=("estimate",), target="single")[0] in ("stability_cosh", "lv_uniform",
+                                                                         "lv_reference")
+    table = sc.configuration_table(c)
+    cells = [line.split(" | ") for line in table.splitlines()[2:]]
+    lines = {f"{c[0].strip('| ')} / {c[1]}": " | ".join(c) for c in cells}
+    assert "| shared uniforms | 16.7 |" in lines["held-out ghosts / certified (δ = 0.05, jointly)"]  # 0.05 / 0.003
+    # the single-draw gap (0.0001 ± 0.0011) is within noise of 0: the ratio is to its upper end
+    upper = c["gap_single"] + 2 * c["gap_single_sem"]
+    assert f"÷ (gap + 2 s.e.) = {0.3 / upper:.0f}" in lines["LV, uniform prior / certified (δ = 0.05, jointly)"]
+    assert "| single draw |" in lines["stability √(2 I_β), data-free / exact"]
+
+
+def test_configuration_table_without_targets_has_no_target_column():
+    c = sc.supersample_configuration(_chapter2_row())
+    table = sc.configuration_table(c)
+    assert table.splitlines()[0] == "| bound | kind | value | ÷ that gap |"
+    assert "| LV, uniform prior | exact | 1.0000 | vacuous |" in table
+    assert "| held-out ghosts | certified (δ = 0.05, jointly) | 0.0700 | 1.2 |" in table
+    # the estimates' standard errors are over supersamples, as in vqlib.book.bounds_table
+    assert f"0.0800 ± {np.std([0.07, 0.08, 0.09], ddof=1) / math.sqrt(3):.4f}" in table
 
 
 def test_temperature_configuration_rejects_an_absent_beta_and_disagreeing_certificates():
@@ -125,25 +170,29 @@ def test_estimation_runs_matches_the_certificate(M):
 
 
 def test_certification_floor_is_what_betting_pays_on_constant_values():
-    J, R, delta = 384, 2.0, 0.05
-    floor = sc.certification_floor(J, delta, R)
-    assert floor == pytest.approx(R * math.log(1 / delta) / J, rel=0.02)
-    zeros = np.zeros(J)
-    # every allowed stake pays at least the floor, and the largest pays about it (range [-1, 1])
-    ucbs = [betting_ucb(zeros, low=-1.0, high=1.0, delta=delta, stake=f / R) for f in STAKE_FRACTIONS]
-    assert min(ucbs) >= floor - 1e-9
-    assert min(ucbs) == pytest.approx(floor, rel=0.01)
+    J, delta = 384, 0.05
+    floor = sc.certification_floor(J, delta)
+    assert floor == pytest.approx(math.log(1 / delta) / (STAKE * J), rel=0.02)
+    # equal values reach the floor exactly: the top of [−1, 1] is 1 above their mean 0
+    assert betting_ucb(np.zeros(J), low=-1.0, high=1.0, delta=delta) == pytest.approx(floor, rel=1e-9)
+    assert betting_ucb(np.full(J, 0.5), low=-1.0, high=1.0, delta=delta) == pytest.approx(
+        0.5 + sc.certification_floor(J, delta, headroom=0.5), rel=1e-9)
     with pytest.raises(ValueError, match="runs"):
         sc.certification_floor(0)
+    with pytest.raises(ValueError, match="headroom"):
+        sc.certification_floor(10, headroom=0.0)
 
 
 def test_certification_floor_is_paid_over_the_mean_whatever_the_spread():
     rng = np.random.default_rng(3)
     J, delta = 200, 0.05
-    values = rng.uniform(-1, 1, J) * rng.uniform(0, 1)
-    floor = sc.certification_floor(J, delta, 2.0)
-    for f in STAKE_FRACTIONS:
-        assert betting_ucb(values, low=-1.0, high=1.0, delta=delta, stake=f / 2.0) >= values.mean() + floor - 1e-9
+    for _ in range(20):
+        values = rng.uniform(-1, 1, J) * rng.uniform(0, 1)
+        floor = sc.certification_floor(J, delta, headroom=1.0 - values.mean())
+        for stake in (0.2, 0.6, STAKE, 1.0):
+            bound = betting_ucb(values, low=-1.0, high=1.0, delta=delta, stake=stake)
+            assert bound >= values.mean() + sc.certification_floor(J, delta, 1.0 - values.mean(), stake) - 1e-9
+        assert betting_ucb(values, low=-1.0, high=1.0, delta=delta) >= values.mean() + floor - 1e-9
 
 
 # ---------------------------------------------------------------- claims
@@ -202,7 +251,19 @@ def _config(lv_certified):
 def test_prior_gap_claim():
     out = sc.prior_gap_claim({"x": _config(1.0), "y": _config(1.0)})
     assert out["verdict"] == "not testable here" and out["certified_vacuous"] == 2 and out["certified_count"] == 2
-    assert sc.prior_gap_claim({"x": _config(1.0), "y": _config(0.4)})["verdict"] == "confirmed"
+    out = sc.prior_gap_claim({"x": _config(1.0), "y": _config(0.4)})
+    assert out["verdict"] == "confirmed" and out["certified_below_1"] == 1
+    assert out["below_1"] == [(0.4, "y", "lv_uniform")]
+    assert out["best_certified_gap"] == 0.01 and out["best_certified_ratio"] == pytest.approx(40)
+    assert out["best_certified_gap_upper"] == pytest.approx(0.012) and not out["best_certified_gap_within_noise"]
+
+
+def test_prior_gap_claim_against_the_single_draw_gap_within_noise():
+    c = _two_target_configuration()  # lv_uniform: 0.3, certified, bounds the single-draw gap 0.0001 ± 0.0011
+    out = sc.prior_gap_claim({"softmax": c})
+    assert out["verdict"] == "confirmed" and out["best_certified"] == 0.3
+    assert out["best_certified_gap"] == pytest.approx(c["gap_single"]) and out["best_certified_gap_within_noise"]
+    assert out["best_certified_gap_upper"] == pytest.approx(c["gap_single"] + 2 * c["gap_single_sem"])
 
 
 def _priors_rows(w2_gain, seeds=range(3)):
@@ -220,6 +281,11 @@ def _priors_rows(w2_gain, seeds=range(3)):
 def test_prior_generation_claim(gain, verdict):
     out = sc.prior_generation_claim(_priors_rows(gain))
     assert out["verdict"] == verdict and out["models"] == 6
+    # the same differences within each (K, L), over its three seeds alone
+    assert set(out["by_setting"]) == {(16, 4), (32, 8)}
+    assert all(e["w2"]["count"] == 3 and e["w2"]["df"] == 2 for e in out["by_setting"].values())
+    pooled = np.mean([d for e in out["by_setting"].values() for d in e["w2"]["differences"]])
+    assert out["w2"]["mean"] == pytest.approx(pooled)
 
 
 def _penalty_rows(w2_change):
@@ -273,6 +339,8 @@ def test_temperature_claim():
             rows.append(dict(beta=beta, supersample_seed=s, train_loss=train + 0.001 * s, gap=gap + 0.0002 * (s % 2)))
     out = sc.temperature_claim(rows)
     assert out["verdict"] == "confirmed" and (out["beta_lo"], out["beta_hi"]) == (0.03, 100.0)
+    assert out["references"] == {0.03: [], 100.0: []}  # rows without train_seed: no reference named
+    assert sc.temperature_claim([dict(r, train_seed=0) for r in rows])["references"] == {0.03: [0], 100.0: [0]}
     assert out["train"]["mean"] == pytest.approx(0.06) and out["gap"]["mean"] == pytest.approx(0.0034)
     for r in rows:
         r["gap"] = -r["gap"]

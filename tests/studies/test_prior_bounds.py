@@ -283,7 +283,16 @@ def test_summary_is_certified_with_every_valid_prior(digits, reference):
     assert r.confidence == 0.95
     assert set(r.certified) == {"ld_cmi_cosh", "ld_cmi", "e_cmi_cosh", "e_cmi", "held_out", "lv_uniform",
                                 "lv_marginal", "lv_reference", "lv_aggregated", "lv_swap"}
-    assert all(kind == "certified" for kind in r.certified_kinds.values())  # frozen decoder: LV bounds cost δ
+    # frozen decoder: an LV bound costs δ when the fit runs say it can be below 1; the uniform prior of a
+    # deterministic quantizer costs exactly 2L log K per pair (exact, vacuous) and the others are chosen
+    kinds = r.certified_kinds
+    assert kinds["lv_uniform"] == "exact" and r.certified["lv_uniform"] == 1.0
+    assert all(kinds[k] == "certified" for k in ("ld_cmi_cosh", "e_cmi_cosh", "held_out"))
+    for name, kind in kinds.items():
+        assert (name in r.certificate["allocation"] or name.rstrip("_cmi_cosh") + "_boxes" in r.certificate["allocation"]
+                or kind == "exact" or name in ("ld_cmi", "e_cmi")), name
+        if kind == "exact":
+            assert r.certified[name] == 1.0 and any(note.startswith(name) for note in r.certificate["notes"])
     assert sum(r.certificate["allocation"].values()) == pytest.approx(0.05)
     for name, value in r.certified.items():  # certified values bound the average gap
         assert r.gap - 2 * r.gap_sem <= value <= 1.0, name

@@ -12,7 +12,7 @@ TINY = {
     "ch01-model": dict(K=2, L=1, epochs=1),
     "ch01-latents": dict(K=[2], L=[1], epochs=1),
     "ch02-kmeans": dict(n=[4], K=[2], n_masks=2, n_supersamples=1),
-    "ch02-coverage": dict(learner=["kmeans"], n_runs=8, mask_counts=[2, 4], n_experiments=2),
+    "ch02-coverage": dict(learner=["kmeans"], toy_experiments=[[4, 3]], truth_runs=8),
     "ch02-vqvae": dict(n=4, K=2, L=1, n_masks=2, n_supersamples=1, epochs=1),
     "ch03-memoriser": dict(n=4, K=4, L=2, supersample_seeds=[0], mask_seeds=[0, 1]),
     "ch03-parts": dict(n=4, K=[2], steps=2, supersample_seeds=[0], mask_seeds=[0, 1], rescue_K=2,

@@ -158,7 +158,6 @@ def _overrides(sweep, profile: str, assignments: Sequence[str]) -> dict:
 
 
 def _sweep(name: str):
-
     try:
         return get_sweep(name)
     except ValueError as err:
@@ -178,7 +177,6 @@ def _size(sweep, profile: str) -> str:
 
 
 def _cmd_list(args) -> int:
-
     sweeps = all_sweeps()
     if not sweeps:
         print("no sweeps are registered")
@@ -237,7 +235,6 @@ def _cell(value):
 
 
 def _write(rows: list[dict], path: str) -> None:
-
     try:
         if path.endswith(".json"):
             with open(path, "w") as fh:
@@ -342,7 +339,6 @@ def _run_one(sweep, args, overrides: dict) -> list[dict]:
 
 
 def _cmd_run(args) -> int:
-
     _resolve_profile(args)
     if args.workers < 1:
         raise UsageError(f"--workers must be at least 1, got {args.workers}")
@@ -391,7 +387,6 @@ def _cmd_run(args) -> int:
 
 
 def _profile(value: str) -> str:
-
     if value not in PROFILES:
         raise argparse.ArgumentTypeError(f"invalid profile {value!r} (choose from {', '.join(PROFILES)})")
     return value

@@ -195,20 +195,61 @@ def bounds_against_gap(ax: Axes, row, keys=("ld_cmi_cosh", "e_cmi_cosh", "held_o
         ax.set_title(title)
 
 
-def coverage_panel(ax: Axes, summary, title: str | None = None) -> None:
-    """Chapter 2's coverage study for one learner: against the number of masks, the median
-    certified value and plug-in estimate (bands: 10–90% of the experiments), the true value
-    of the bound and the true gap (lines)."""
-    m = np.array([r["m"] for r in summary])
-    pick = lambda key: np.array([r[key] for r in summary])  # noqa: E731
-    ax.fill_between(m, pick("certified_lo"), pick("certified_hi"), color="#3a5a98", alpha=0.25, lw=0)
-    ax.plot(m, pick("certified"), "o-", color="#3a5a98", label="certified (95%)")
-    ax.fill_between(m, pick("plug_in_lo"), pick("plug_in_hi"), color="#e08a3c", alpha=0.25, lw=0)
-    ax.plot(m, pick("plug_in"), "s-", color="#e08a3c", label="plug-in estimate")
-    ax.plot(m, pick("true_bound"), "--", color="k", label="true bound")
-    ax.plot(m, pick("true_gap"), ":", color="k", label="true gap")
-    ax.set(xscale="log", yscale="log", xlabel="masks m")
-    ax.set_xticks(m, [str(v) for v in m])
-    ax.minorticks_off()
+def coverage_panel(ax: Axes, experiments, which: str = "certified", title: str | None = None,
+                   seed: int = 0) -> None:
+    """Chapter 2's coverage study for one learner: each experiment's value ÷ the truth it bounds.
+
+    ``experiments``: the ``experiments`` of a ``ch02-coverage`` row (one dict per independent
+    experiment: ``m``, the certified values, the plug-in estimate, the true gap and the true
+    value of each bound with that experiment's bins). ``which="certified"``: one row per
+    certified value (the ld-CMI and e-CMI cosh forms ÷ their true values, the held-out value ÷
+    the true gap) on a log axis; ``"plug_in"``: the plug-in
+    estimate of the ld-CMI cosh bound ÷ its true value, on a linear axis. One dot per
+    experiment (jittered up and down), the median as a black diamond, a red line at 1 (left of
+    it the value fell below its truth), and each row's label says how many did (over every m).
+    Several numbers of masks m are drawn in colours of their own, labelled for one legend under
+    the figure (:func:`figure_legend`).
+    """
+    ratios_of = {  # per experiment: the value, the truth it bounds, its label
+        "plug_in": (("plug_in", "true_ld_cmi_cosh", "ld-CMI cosh"),),
+        "certified": (("certified_ld_cmi_cosh", "true_ld_cmi_cosh", "ld-CMI cosh"),
+                      ("certified_e_cmi_cosh", "true_e_cmi_cosh", "e-CMI cosh"),
+                      ("certified_held_out", "true_gap", "held-out")),
+    }
+    if which not in ratios_of:
+        raise ValueError(f"which must be 'certified' or 'plug_in', got {which!r}")
+    rows = ratios_of[which]
+    ms = sorted({e["m"] for e in experiments})
+    colours = ["#3a5a98", "#e08a3c", "#4d9a5b", "#8c5aa8"]
+    rng = np.random.default_rng(seed)
+    labels, ratios = [], []
+    for y, (value, truth, label) in enumerate(rows):
+        ok = [e for e in experiments if e[truth] > 0]
+        below = sum(e[value] < e[truth] for e in ok)
+        labels.append(f"{label}\n{below} of {len(ok)} below")
+        for j, m in enumerate(ms):
+            r = np.array([e[value] / e[truth] for e in ok if e["m"] == m])
+            ratios.append(r)
+            offset = 0.0 if len(ms) == 1 else (j - (len(ms) - 1) / 2) * 0.6 / len(ms)
+            spread = 0.28 / len(ms)
+            ax.scatter(r, y + offset + rng.uniform(-spread, spread, len(r)), s=7, alpha=0.35, lw=0,
+                       color=colours[j % len(colours)], label=f"m = {m}" if y == 0 and len(ms) > 1 else None)
+            ax.scatter([np.median(r)], [y + offset], marker="D", s=30, color="k", edgecolor="w", lw=0.8, zorder=3)
+    every = np.concatenate(ratios)
+    if which == "certified":
+        ax.set_xscale("log")
+        low, high = min(0.8, every.min() / 1.15), every.max() * 1.3
+        plain_log_axis(ax, "x", [t for t in (1, 2, 5, 10, 20, 50) if low <= t <= high])
+    else:
+        half = max(np.abs(every - 1).max() * 1.15, 0.01)
+        low, high = 1 - half, 1 + half
+    ax.set_xlim(low, high)
+    ax.axvspan(low, 1, color="#c0392b", alpha=0.08, lw=0)
+    ax.axvline(1, color="#c0392b", lw=1.2)
+    ax.text(0.01, 0.99, "missed", transform=ax.transAxes, ha="left", va="top", color="#c0392b", fontsize=10)
+    ax.set_yticks(range(len(rows)), labels, fontsize=10.5)  # text a phone still reads at half size
+    ax.tick_params(axis="x", labelsize=10)
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    ax.set_xlabel("÷ its true value", fontsize=10.5)
     if title:
-        ax.set_title(title)
+        ax.set_title(title, fontsize=11)

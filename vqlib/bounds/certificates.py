@@ -7,27 +7,33 @@ latent posteriors) given X̃_s. A plug-in value from finitely many runs is an *e
 of such a bound, and may fall below it. This module turns the runs into *certified*
 values: upper bounds on
 
-    ḡ = (1/S) Σ_s E[gap | X̃_s]   (expectation over the mask and the training randomness)
+    ḡ = (1/S) Σ_s E[gap | X̃_s]   (expectation over the mask and whatever else a run draws)
 
 that hold, all of them at once, with probability ≥ 1 − δ over the runs. The recipe,
 proved in chapter 2 (theorem ``thm-certified``):
 
 1. **Split the masks.** The first ``fit_fraction`` of each supersample's runs (the *fit
-   runs*) choose everything the certificate needs: the bin edges and bin values of the
-   discretised statistics, the prior of the mask-marginal LV bound, the stake of every
-   betting bound. The other runs (the *estimation runs*) are then independent of every
-   choice, given X̃ and the fit runs.
+   runs*) choose what the certificate needs: the bins and bin values of the discretised
+   statistics, the prior of the mask-marginal LV bound and, with ``select``, which
+   families are worth certifying. The other runs (the *estimation runs*) are then
+   independent of every choice, given X̃ and the fit runs. A family that chooses nothing
+   (the held-out value, an LV prior fixed in advance) estimates on every run when nothing
+   was selected from the data.
 2. **Information, per pair.** For a statistic b with k values fixed in advance, the laws
    of b given U = 0 and U = 1 lie in Clopper–Pearson boxes (:func:`clopper_pearson`,
    :func:`conditional_boxes`). On that event I(b; U) ≤ the largest Jensen–Shannon
    divergence over the boxes (:func:`max_information`) and E cosh(λ b) ≤ its largest
-   value over the boxes, for every λ at once (:func:`max_cosh_moment`).
-3. **Means, pooled.** Everything else is the mean of a bounded per-run quantity (the
-   rounding error E|Δ − b|, the measured gap, a KL to a prior), certified from all
-   estimation runs by betting with a stake fixed in advance (:func:`betting_ucb`).
-4. **Pay for everything once.** δ is split equally between the families of bounds, and
-   within a family between its events; the union bound makes every value hold at once,
-   so the smallest of them is certified too.
+   value over the boxes (:func:`max_cosh_moment`); for two cells both are bounded jointly
+   (:func:`cosh_bound_two_cells`).
+3. **Means by betting.** Everything else is the mean of a bounded per-run quantity (the
+   residual (−1)^U (Δ − b), the measured gap, a KL to a prior), certified by betting with
+   a stake that depends on the candidate mean, fixed in advance (:func:`betting_ucb`), on
+   the smallest range the book proves.
+4. **Pay only for what is certified.** δ is split equally between the certified
+   families, and within a family between its events; the union bound makes every value
+   hold at once, so the smallest of them is certified too. Families that cannot be below 1
+   (decided a priori, or on the fit runs alone) are reported as the trivial bound 1 and
+   cost nothing.
 
 Entry points: :func:`certify` (the values, the terms behind them, the δ allocation) and
 :func:`certified_bounds` (just the values), which take arrays from any training code.
@@ -50,12 +56,14 @@ __all__ = [
     "Certificate",
     "CERTIFIED_NAMES",
     "betting_ucb",
-    "choose_stake",
+    "STAKE",
     "clopper_pearson",
     "conditional_boxes",
     "max_information",
+    "check_cells",
     "max_cosh_moment",
     "cosh_bound_over_box",
+    "cosh_bound_two_cells",
     "certify",
     "certified_bounds",
     "check_runs",
@@ -72,12 +80,15 @@ CERTIFIED_NAMES = {
     "lv_marginal": "latent variables, prior: posterior averaged over the fit runs",
     "lv_reference": "latent variables, prior: posterior of a model trained off the supersample",
     "lv_aggregated": "latent variables, prior: that model's posterior aggregated over X̃",
+    "lv_swap": "latent variables, prior: the swap-symmetric mixture of the reference posteriors (chapter 4)",
 }
 
 #: The λ grid of the cosh form (log-spaced); any λ is allowed once the boxes hold.
 LAMBDAS = np.exp(np.linspace(math.log(1e-2), math.log(1e5), 241))
-#: Stakes tried by :func:`choose_stake`, as fractions of the largest one, 1/(high − low).
-STAKE_FRACTIONS = 0.995 * 2.0 ** -np.arange(0, 24, 0.5)
+#: The stake of every betting bound, as a fraction of the largest one the candidate mean allows,
+#: 1/(high − μ); fixed in advance (no pilot: on every run of the book the largest stake was best).
+#: Below 1 so that one value at the top of its range costs log(100) nats of capital, not all of it.
+STAKE = 0.99
 
 
 class CertificateWarning(UserWarning):
@@ -91,22 +102,51 @@ def _check_delta(delta, name: str = "delta") -> float:
     return unit_float(delta, name, open_left=True, open_right=True)
 
 
-def _log_capital(values: np.ndarray, mu: float, stake: float) -> float:
-    return float(np.log1p(stake * (mu - values)).sum())
+def _log_capital(x: np.ndarray, mu: float, high: float, stake: float) -> float:
+    """log K(μ) = Σ_j log(1 + λ(μ)(μ − X_j)) with λ(μ) = stake/(high − μ)."""
+    if mu >= high:
+        return math.inf if np.any(x < high) else x.size * math.log1p(-stake) if stake < 1 else -math.inf
+    with np.errstate(divide="ignore"):  # stake 1 and a value at the top: a factor 0, capital 0
+        return float(np.log1p(stake * (mu - x) / (high - mu)).sum())
 
 
-def betting_ucb(values, *, low: float, high: float, delta: float, stake: float) -> float:
-    """Upper confidence bound on the average mean of independent values in [low, high].
+def betting_ucb(values, *, low: float, high: float, delta: float, stake: float = STAKE) -> float:
+    """Upper confidence bound on the average mean of independent values in [low, high] (chapter 2).
 
-    Chapter 2, lemma ``lem-betting``. For independent X_1..X_J in [low, high] with means
-    μ_j and a stake λ ∈ (0, 1/(high − low)] fixed before seeing them, the capital
-    K(μ) = Π_j (1 + λ(μ − X_j)) satisfies E K(μ̄) ≤ 1 at μ̄ = (1/J) Σ μ_j (independence,
-    then the AM–GM inequality), so by Markov's inequality
+    Lemma ``lem-betting``. For independent X_1..X_J in [low, high] with means μ_j and
+    μ̄ = (1/J) Σ μ_j, bet against each candidate mean μ with the stake λ(μ) = c/(high − μ),
+    c = ``stake`` ∈ (0, 1] fixed in advance (the cap of Waudby-Smith & Ramdas, 2024):
 
-        P( μ̄ > sup{μ ∈ [low, high] : K(μ) < 1/δ} ) ≤ δ.
+        K(μ) = Π_j (1 + λ(μ)(μ − X_j)),     u = sup{μ ∈ [low, high] : K(μ) < 1/δ}.
 
-    K is increasing in μ, so the bound is found by bisection. When even μ = high keeps
-    K below 1/δ (too few values), the answer is ``high``: vacuous, never smaller.
+    Every factor is ≥ 1 − c ≥ 0 (X_j ≤ high), and at μ = μ̄ the stake is a constant, so
+    E K(μ̄) = Π_j (1 + λ(μ̄)(μ̄ − μ_j)) ≤ 1 by the AM–GM inequality (the factors average to 1);
+    Markov's inequality gives P(μ̄ > u) ≤ δ. Each factor is non-decreasing in μ
+    (d/dμ (μ − x)/(high − μ) = (high − x)/(high − μ)² ≥ 0), so u is found by bisection.
+
+    The floor: even with every X_j = x the bound is x + (high − x)(δ^(−1/J) − 1)/c to first order,
+    about (high − x) log(1/δ)/(cJ): it pays the distance from the mean to the top of the range,
+    not the whole range. When even μ → high keeps K below 1/δ (too few values), the answer is
+    ``high``: vacuous, never smaller.
+
+    Parameters
+    ----------
+    values : array (J,), the independent values, in [low, high]
+    low, high : float, the range (finite, low < high); proved, never fitted
+    delta : float in (0, 1)
+    stake : float in (0, 1], the fraction c of the largest stake 1/(high − μ) (default
+        :data:`STAKE`, fixed in advance)
+
+    Returns
+    -------
+    float, the bound u ∈ [mean of the values, high].
+
+    Raises
+    ------
+    ValueError naming ``values`` (empty, NaN, or outside [low, high]), ``low``/``high``,
+    ``delta`` or ``stake``.
+
+    See also: :func:`certify`; chapter 2.
     """
     x = np.asarray(values, dtype=float).reshape(-1)
     if x.size == 0:
@@ -115,54 +155,28 @@ def betting_ucb(values, *, low: float, high: float, delta: float, stake: float) 
         raise ValueError(f"need finite low < high, got low={low!r}, high={high!r}")
     if not np.all(np.isfinite(x)):
         raise ValueError("values must be finite (found NaN or inf)")
-    if np.any(x < low - 1e-12) or np.any(x > high + 1e-12):
+    tol = 1e-12 * max(1.0, abs(low), abs(high))
+    if np.any(x < low - tol) or np.any(x > high + tol):
         raise ValueError(f"values must lie in [{low}, {high}], found [{x.min()}, {x.max()}]")
     delta = _check_delta(delta)
-    if not (0 < stake <= 1 / (high - low) * (1 + 1e-12)):
-        raise ValueError(f"stake must lie in (0, 1/(high − low)] = (0, {1 / (high - low)}], got {stake!r}")
+    if isinstance(stake, bool) or not (isinstance(stake, (int, float)) and 0 < stake <= 1):
+        raise ValueError(f"stake must be a fraction in (0, 1] of the largest stake 1/(high − μ), got {stake!r}")
     x = np.clip(x, low, high)
     target = math.log(1 / delta)
-    if _log_capital(x, high, stake) < target:
+    width = high - low
+    top = high - 1e-12 * width
+    if _log_capital(x, top, high, stake) < target:
         return float(high)
-    a, b = float(x.mean()), float(high)  # K(mean) ≤ 1 by Jensen, so the root lies above the mean
-    for _ in range(100):
+    a, b = float(x.mean()), top  # K(mean) ≤ 1 by Jensen (log is concave), so the root lies above the mean
+    for _ in range(200):
         mid = 0.5 * (a + b)
-        if _log_capital(x, mid, stake) >= target:
+        if _log_capital(x, mid, high, stake) >= target:
             b = mid
         else:
             a = mid
-        if b - a < 1e-12 * max(1.0, abs(b)):
+        if b - a < 1e-13 * max(1.0, abs(b)):
             break
     return float(b)
-
-
-def choose_stake(pilot, *, low: float, high: float, delta: float, n: int) -> float:
-    """The stake for :func:`betting_ucb` on ``n`` values, chosen on a separate ``pilot`` sample.
-
-    Tries the stakes ``STAKE_FRACTIONS / (high − low)`` and keeps the one whose bound would
-    be smallest if the ``n`` values were distributed like ``pilot``. The pilot comes from
-    the fit runs, so the stake is fixed before the estimation runs are looked at.
-    """
-    y = np.clip(np.asarray(pilot, dtype=float).reshape(-1), low, high)
-    n = positive_int(n, "n")
-    stakes = STAKE_FRACTIONS / (high - low)
-    if y.size == 0:
-        return float(stakes[0])
-    target = math.log(1 / _check_delta(delta)) / n
-    best, best_mu = stakes[0], math.inf
-    for stake in stakes:
-        if np.log1p(stake * (high - y)).mean() < target:
-            continue
-        a, b = float(y.mean()), float(high)
-        for _ in range(60):
-            mid = 0.5 * (a + b)
-            if np.log1p(stake * (mid - y)).mean() >= target:
-                b = mid
-            else:
-                a = mid
-        if b < best_mu:
-            best, best_mu = stake, b
-    return float(best)
 
 
 # --------------------------------------------------------------------------- laws of a binned statistic
@@ -241,21 +255,43 @@ def _kl_rows(p: np.ndarray, q: np.ndarray) -> np.ndarray:
         return np.where(p > 0, p * (np.log(p) - np.log(np.where(q > 0, q, 1.0))), 0.0).sum(-1)
 
 
+#: The most vertices per law the exact maximum of :func:`max_information` enumerates: a statistic
+#: with k cells has k·2^(k−1) candidate vertices, 2304 at k = 9 (the pair of losses at n_bins = 3).
+MAX_VERTICES = 2304
+
+
+def check_cells(k: int, what: str = "the statistic") -> None:
+    """Refuse, before allocating, a statistic whose boxes have too many vertices to enumerate."""
+    if k * 2 ** (k - 1) > MAX_VERTICES:
+        raise ValueError(f"{what} has k={k} cells, whose boxes have {k * 2 ** (k - 1)} candidate vertices per law "
+                         f"(at most {MAX_VERTICES}, k ≤ 9): use fewer bins (n_bins ≤ 9 for the loss difference, "
+                         f"n_bins ≤ 3 for the pair of losses, whose cells are n_bins²)")
+
+
 def max_information(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """The largest I(b; U), U a fair coin, over laws of b given U inside the boxes.
+    """The largest I(b; U), U a fair coin, over laws of b given U inside the boxes (chapter 2).
 
     ``lo``, ``hi``: (pairs, 2, k). I(b; U) is the Jensen–Shannon divergence
     ½ KL(p₀‖p̄) + ½ KL(p₁‖p̄) of the two conditional laws, a jointly convex function, so
     its largest value over the product of the two polytopes is reached at a pair of
-    vertices; every pair is tried. Returns (pairs,), at most log 2.
+    vertices; every pair of feasible vertices is tried, in blocks of bounded memory. Returns
+    (pairs,), at most log 2. A ``ValueError`` (:func:`check_cells`) refuses k > 9 before
+    allocating.
     """
+    check_cells(lo.shape[-1])
     V0, ok0 = _vertices(lo[:, 0], hi[:, 0])  # (pairs, V, k)
     V1, ok1 = _vertices(lo[:, 1], hi[:, 1])
-    p0, p1 = V0[:, :, None, :], V1[:, None, :, :]
-    mid = 0.5 * (p0 + p1)
-    js = 0.5 * _kl_rows(p0, mid) + 0.5 * _kl_rows(p1, mid)
-    js = np.where(ok0[:, :, None] & ok1[:, None, :], js, -np.inf)
-    return np.minimum(js.max((1, 2)), math.log(2))
+    best = np.full(len(V0), -np.inf)
+    for i in range(len(V0)):  # the feasible vertices only (most candidates are not), in blocks of ≤ 2^22 elements
+        p0 = np.unique(V0[i][ok0[i]], axis=0)
+        p1 = np.unique(V1[i][ok1[i]], axis=0)
+        block = max(1, (2 ** 22) // max(1, len(p1) * p0.shape[-1]))
+        for start in range(0, len(p0), block):
+            a = p0[start:start + block, None, :]
+            mid = 0.5 * (a + p1[None])
+            js = 0.5 * _kl_rows(a, mid) + 0.5 * _kl_rows(p1[None], mid)
+            best[i] = max(best[i], float(js.max()))
+    return np.minimum(best, math.log(2))
 
 
 def _largest_mass_on(lo: np.ndarray, hi: np.ndarray, order: np.ndarray) -> np.ndarray:
@@ -313,6 +349,89 @@ def cosh_bound_over_box(information, law, values) -> np.ndarray:
     return np.minimum(objective.min(-1), np.sqrt(2 * info[:, 0]) * top)
 
 
+#: Subintervals of each side of a two-cell box on which :func:`cosh_bound_two_cells` bounds the objective.
+EDGE_STEPS = 32
+#: The λ grid of :func:`cosh_bound_two_cells`: every other point of :data:`LAMBDAS` (any grid is valid).
+LAMBDAS_TWO_CELLS = LAMBDAS[::2]
+
+
+def _js_two(q0: np.ndarray, q1: np.ndarray) -> np.ndarray:
+    """JS divergence of Bernoulli(q0) and Bernoulli(q1), elementwise."""
+    m = 0.5 * (q0 + q1)
+
+    def kl(p, q):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            a = np.where(p > 0, p * (np.log(np.where(p > 0, p, 1.0)) - np.log(np.where(q > 0, q, 1.0))), 0.0)
+            b = np.where(p < 1, (1 - p) * (np.log(np.where(p < 1, 1 - p, 1.0)) - np.log(np.where(q < 1, 1 - q, 1.0))),
+                         0.0)
+        return a + b
+
+    return np.maximum(0.5 * kl(q0, m) + 0.5 * kl(q1, m), 0.0)
+
+
+def cosh_bound_two_cells(lo: np.ndarray, hi: np.ndarray, values: np.ndarray,
+                         information: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The cosh-form term of lemma ``lem-dv-coin`` over the boxes of a two-valued statistic, jointly (chapter 2).
+
+    Lemma ``lem-box-joint``. With b ∈ {v₀, v₁} and q_u = P(b = v₁ | U = u) in an interval
+    [a_u, c_u] (``lo``, ``hi``: (pairs, 2, 2) boxes of the two laws), bound
+
+        sup over the box of  inf_λ ( JS(q₀, q₁) + log((1 − q̄) cosh λv₀ + q̄ cosh λv₁) ) / λ,   q̄ = (q₀ + q₁)/2,
+
+    by inf_λ of the sup of the numerator over the box, divided by λ, instead of putting the
+    largest information and the largest moment together (:func:`max_information`,
+    :func:`max_cosh_moment`), which no single law in the box need reach. The sup is on the
+    box's boundary: on each segment q₀ + q₁ = s the moment term is constant and JS is convex.
+    Each side is cut into :data:`EDGE_STEPS` pieces; on a piece JS is at most its larger end
+    value (convexity) and the moment term is monotone, so the sum of the two end maxima bounds
+    the numerator there: an upper bound, never below the exact sup. ``information`` (a proved
+    bound on I(b; U)) replaces JS where smaller. Returns (certified information, cosh term),
+    each (pairs,); the cosh term is never above the separate form (:func:`cosh_bound_over_box`
+    at the largest information and moment) nor √(2I)·max|v|.
+    """
+    lo, hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
+    v = np.asarray(values, dtype=float)
+    # P(cell 1 | U = u) lies in [a_u, c_u] whichever cell the box left free
+    a = np.clip(np.maximum(lo[:, :, 1], 1 - hi[:, :, 0]), 0.0, 1.0)  # (pairs, 2)
+    c = np.clip(np.minimum(hi[:, :, 1], 1 - lo[:, :, 0]), 0.0, 1.0)
+    c = np.maximum(a, c)
+    t = np.linspace(0.0, 1.0, EDGE_STEPS + 1)
+    span0 = a[:, 0, None] + (c - a)[:, 0, None] * t  # (pairs, G + 1)
+    span1 = a[:, 1, None] + (c - a)[:, 1, None] * t
+    q0 = np.stack([np.broadcast_to(a[:, 0, None], span1.shape), np.broadcast_to(c[:, 0, None], span1.shape),
+                   span0, span0], axis=1)  # (pairs, 4 sides, G + 1)
+    q1 = np.stack([span1, span1, np.broadcast_to(a[:, 1, None], span0.shape),
+                   np.broadcast_to(c[:, 1, None], span0.shape)], axis=1)
+    js = _js_two(q0, q1)
+    corners = _js_two(np.stack([a[:, 0], a[:, 0], c[:, 0], c[:, 0]], -1), np.stack([a[:, 1], c[:, 1], a[:, 1], c[:, 1]], -1))
+    info = corners.max(-1)
+    if information is not None:
+        js, info = np.minimum(js, information), np.minimum(info, information)
+    js_piece = np.maximum(js[..., :-1], js[..., 1:])  # (pairs, 4, G)
+    qbar = 0.5 * (q0 + q1)
+    out = np.empty(len(v))
+    lc0 = _log_cosh(LAMBDAS_TWO_CELLS[None, :] * v[:, 0, None])  # (pairs, λ)
+    ratio = _log_cosh(LAMBDAS_TWO_CELLS[None, :] * v[:, 1, None]) - lc0  # log(cosh λv₁ / cosh λv₀)
+    # log((1 − q̄) cosh λv₀ + q̄ cosh λv₁) = log cosh λv₀ + log(1 + q̄ (e^ratio − 1)), monotone in q̄
+    big = ratio > 30
+    growth = np.expm1(np.where(big, 0.0, ratio))
+    for start in range(0, len(v), 64):  # blocks of pairs: (block, 4, G + 1, λ) at most a few MB
+        sl = slice(start, start + 64)
+        qb = qbar[sl][..., None]  # (block, 4, G + 1, 1)
+        with np.errstate(divide="ignore"):
+            small_part = np.log1p(qb * growth[sl, None, None, :])
+            big_part = ratio[sl, None, None, :] + np.log(qb) + np.log1p((1 - qb) * np.exp(-np.where(big, ratio, 0.0))[
+                sl, None, None, :] / np.where(qb > 0, qb, 1.0))
+        log_m = lc0[sl, None, None, :] + np.where(big[sl, None, None, :], np.where(qb > 0, big_part, 0.0), small_part)
+        log_m = np.maximum(log_m, 0.0)
+        m_piece = np.maximum(log_m[:, :, :-1], log_m[:, :, 1:])  # (block, 4, G, λ)
+        numerator = (js_piece[sl][..., None] + m_piece).max((1, 2))  # (block, λ)
+        out[sl] = (numerator / LAMBDAS_TWO_CELLS[None, :]).min(-1)
+    # never above the separate form either (its λ grid is finer): both are upper bounds
+    separate = cosh_bound_over_box(info, max_cosh_moment(lo, hi, v), v)
+    return info, np.minimum(np.minimum(out, separate), np.sqrt(2 * info) * np.abs(v).max(-1))
+
+
 # --------------------------------------------------------------------------- binned statistics
 
 
@@ -356,15 +475,49 @@ class _Statistic:
     values: np.ndarray  # (pairs, k): the value h of each cell
     fit_error: np.ndarray  # (fit runs, pairs): |Δ − h| on the fit runs
     error: np.ndarray  # (estimation runs, pairs): |Δ − h| on the estimation runs
+    fit_signed_error: np.ndarray  # (fit runs, pairs): Δ − h on the fit runs
+    signed_error: np.ndarray  # (estimation runs, pairs): Δ − h on the estimation runs
 
 
-def _loss_difference(fit_delta, est_delta, n_bins) -> _Statistic:
-    edges = _quantile_edges(fit_delta, n_bins)
+def _binned_difference(fit_delta, est_delta, edges, n_bins) -> _Statistic:
     fit_labels, labels = _bin(fit_delta, edges), _bin(est_delta, edges)
     values = _bin_values(fit_delta, fit_labels, edges, n_bins)
     take = lambda lab: np.take_along_axis(values, lab.T, axis=1).T  # noqa: E731
-    return _Statistic(n_bins, [edges], fit_labels, labels, values, np.abs(fit_delta - take(fit_labels)),
-                      np.abs(est_delta - take(labels)))
+    fit_err, err = fit_delta - take(fit_labels), est_delta - take(labels)
+    return _Statistic(n_bins, [edges], fit_labels, labels, values, np.abs(fit_err), np.abs(err), fit_err, err)
+
+
+def _fit_run_value(stat: _Statistic, U_fit) -> np.ndarray:
+    """Per pair, the cosh-form bound estimated on the fit runs alone (bins and values fitted there too)."""
+    on_fit = _Statistic(stat.k, stat.edges, stat.fit_labels, stat.fit_labels, stat.values, stat.fit_error,
+                        stat.fit_error, stat.fit_signed_error, stat.fit_signed_error)
+    _, cosh = _plug_in_pairs(on_fit, U_fit)
+    return cosh + ((1 - 2 * U_fit) * stat.fit_signed_error).mean(0)
+
+
+def _loss_difference(fit_delta, est_delta, n_bins, U_fit=None) -> _Statistic:
+    """The binned loss difference of every pair, fixed on the fit runs (chapter 2).
+
+    Bins: ``n_bins`` quantile bins of the fit runs' Δ. With two bins and the fit runs' mask bits
+    ``U_fit``, each pair keeps whichever of two edges, the fit runs' median or 0 (the sign of Δ:
+    which point of the pair has the larger loss), gives the smaller bound on the fit runs alone.
+    """
+    quantile = _binned_difference(fit_delta, est_delta, _quantile_edges(fit_delta, n_bins), n_bins)
+    if n_bins != 2 or U_fit is None:
+        return quantile
+    sign = _binned_difference(fit_delta, est_delta, np.zeros((fit_delta.shape[1], 1)), n_bins)
+    use = _fit_run_value(sign, U_fit) < _fit_run_value(quantile, U_fit)  # (pairs,)
+
+    def pick(a, b, axis):  # per pair: a where the quantile edge is kept, b where the sign edge is
+        shape = [1] * a.ndim
+        shape[axis] = -1
+        return np.where(use.reshape(shape), b, a)
+
+    edges = pick(quantile.edges[0], sign.edges[0], 0)
+    return _Statistic(n_bins, [edges], pick(quantile.fit_labels, sign.fit_labels, 1), pick(quantile.labels, sign.labels, 1),
+                      pick(quantile.values, sign.values, 0), pick(quantile.fit_error, sign.fit_error, 1),
+                      pick(quantile.error, sign.error, 1), pick(quantile.fit_signed_error, sign.fit_signed_error, 1),
+                      pick(quantile.signed_error, sign.signed_error, 1))
 
 
 def _pair_of_losses(fit_loss, est_loss, n_bins) -> _Statistic:
@@ -380,8 +533,8 @@ def _pair_of_losses(fit_loss, est_loss, n_bins) -> _Statistic:
     fit_labels, labels = f0 * n_bins + f1, l0 * n_bins + l1
     take = lambda lab: np.take_along_axis(values, lab.T, axis=1).T  # noqa: E731
     fit_delta, est_delta = fit_loss[..., 1] - fit_loss[..., 0], est_loss[..., 1] - est_loss[..., 0]
-    return _Statistic(k, all_edges, fit_labels, labels, values, np.abs(fit_delta - take(fit_labels)),
-                      np.abs(est_delta - take(labels)))
+    fit_err, err = fit_delta - take(fit_labels), est_delta - take(labels)
+    return _Statistic(k, all_edges, fit_labels, labels, values, np.abs(fit_err), np.abs(err), fit_err, err)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -463,6 +616,8 @@ def _certified_pairs(stat: _Statistic, U_est, delta: float, information: float |
     """
     fit_freq = np.stack([(stat.fit_labels == j).sum(0) for j in range(stat.k)], axis=-1)  # (pairs, k)
     lo, hi = conditional_boxes(stat.labels, U_est, stat.k, fit_freq.argmax(-1), delta)
+    if stat.k == 2:  # two cells: the information and the moment over the box jointly
+        return cosh_bound_two_cells(lo, hi, stat.values, information)
     info = max_information(lo, hi)
     if information is not None:
         info = np.minimum(info, information)
@@ -486,59 +641,121 @@ def _plug_in_pairs(stat: _Statistic, U_est, information=None):
     return info, cosh_bound_over_box(info, mid, stat.values)
 
 
-def certify(losses, masks, *, confidence: float = 0.95, n_bins: int = 2, fit_fraction: float = 0.25,
+#: The families of certified values: each pays one share of δ and certifies the values it names.
+FAMILIES = {
+    "ld": ("ld_cmi_cosh", "ld_cmi"),
+    "e": ("e_cmi_cosh", "e_cmi"),
+    "held_out": ("held_out",),
+    "lv_uniform": ("lv_uniform",),
+    "lv_marginal": ("lv_marginal",),
+    "lv_reference": ("lv_reference",),
+    "lv_aggregated": ("lv_aggregated",),
+}
+#: The families whose certificate is fitted on the fit runs (bins, or the fit runs' prior).
+_FITTED = ("ld", "e", "lv_marginal")
+
+
+def certify(losses, masks, *, confidence: float = 0.95, n_bins: int = 2, fit_fraction: float = 0.1,
             posteriors=None, reference=None, decoder_information: float = math.log(2), eps: float = 0.01,
-            information: float | None = None, kl_terms: dict | None = None, control=None,
-            warn: bool = True) -> Certificate:
-    """Certified upper bounds on the expected gap from the runs of a supersample experiment.
+            information: float | None = None, kl_terms: dict | None = None, kl_ranges: dict | None = None,
+            control=None, families=None, select: bool = True, warn: bool = True) -> Certificate:
+    """Certified upper bounds on the expected gap from the runs of a supersample experiment (chapter 2).
 
-    Chapter 2, theorem ``thm-certified`` (chapters 4 and 6 for the LV and stability
-    bounds). Works on the runs of any training code:
+    Theorem ``thm-certified`` (chapters 4 and 6 for the LV and stability bounds). With S
+    supersamples X̃_s and M runs (masks and training) on each, every value holds, all at once,
+    with probability ≥ ``confidence`` over the runs, as an upper bound on
 
-    * ``losses`` (S, M, n, 2) in [0, 1]: the loss of run (s, m) at point X̃_{s,i,j};
-    * ``masks`` (S, M, n) of 0/1: run (s, m) trained on X̃_{s,i,U_{s,m,i}}. Masks are fair
-      coins and runs are independent given the supersample.
-    * ``posteriors`` (S, M, n, 2, L, K), optional: each run's LV posterior at each point,
-      for the LV bounds with the uniform prior and with the fit runs' average posterior;
-      ``reference`` (S, n, 2, L, K), optional: the posterior of a model that never saw the
-      supersample, for the reference and aggregated priors (smoothed by ``eps``).
-      ``decoder_information``: what the decoder and codebook may carry about each mask
-      bit, paid inside every LV bound: log 2 (its largest value) when they were trained
-      on the mask, 0 when frozen (chapters 3 and 4). With log 2 the LV bounds exceed 1
-      whatever the data: they are reported as 1.0, kind "exact", and cost no δ.
-    * ``information``: a proved, data-free upper bound on every pair's I(b; U) (chapter
-      6's stability bound), used in place of the certified information when smaller.
-    * ``kl_terms``: name → (kl, high), more LV priors fixed given the supersample (chapter
-      4's swap-symmetric mixture, chapter 6's reference posterior): ``kl`` (S, M, n) is each
-      run's Σ_{b,l} KL to that prior at each pair, in [0, high]; certified as ``lv_<name>``.
-    * ``control`` (S, n): a loss difference per pair fixed given the supersample (chapter
-      4's reference model); the held-out value then bets on the runs' gaps minus
-      (−1)^U·control, which have the same mean and a much smaller spread.
+        ḡ = (1/S) Σ_s E[gap | X̃_s],
 
-    The first ``ceil(fit_fraction·M)`` runs of each supersample fix the bins (``n_bins``
-    quantile bins of the loss difference; ``n_bins`` per loss for the e-CMI pair), the
-    fit-run prior and the stakes; the others estimate. δ = 1 − ``confidence`` is split
-    equally between the families (loss difference, pair of losses, held-out, each LV
-    prior), and within a family between its events. Every value is capped at 1 (a gap of
-    losses in [0, 1] never exceeds 1); a value that reaches the cap only for lack of masks
-    gives a :class:`CertificateWarning` saying about how many masks would do.
+    the expectation over the mask and whatever else is random in a run given X̃_s. (A training
+    seed shared by every run, as in ``run_supersample(train_seed=0)``, is not random: then the
+    target is E[gap | X̃_s, train_seed].) Works on the runs of any training code.
+
+    Parameters
+    ----------
+    losses : array (S, M, n, 2) in [0, 1], the loss of run (s, m) at point X̃_{s,i,b}
+    masks : array (S, M, n) of 0/1; run (s, m) trained on X̃_{s,i,U_{s,m,i}}. Masks are fair
+        coins and runs are independent given the supersample.
+    confidence : float in (0, 1); δ = 1 − confidence is split equally between the certified
+        families, and within a family between its events (the ``allocation`` of the result).
+    n_bins : int, quantile bins of the loss difference (``"ld"``), and per loss for the pair of
+        losses (``"e"``, n_bins² cells; at most 3).
+    fit_fraction : float in (0, 1), the share of each supersample's runs (the first
+        ``ceil(fit_fraction·M)``) that fits the bins, the fit-run prior of ``lv_marginal`` and,
+        with ``select``, which families are certified.
+    posteriors : array (S, M, n, 2, L, K), optional: each run's LV posterior at each point, for the
+        LV bounds with the uniform prior and the fit runs' average posterior.
+    reference : array (S, n, 2, L, K), optional: the posterior of a model that never saw the
+        supersample, for the reference and aggregated priors (smoothed by ``eps``).
+    decoder_information : float ≥ 0, what the decoder and codebook may carry about each mask bit,
+        paid inside every LV bound: log 2 (its largest value) when they were trained on the
+        mask, 0 when frozen (chapters 3 and 4). From ½ on, every LV bound is ≥ 1 whatever the
+        data: reported as 1.0, kind "exact", and paid no δ.
+    information : float, optional: a proved, data-free upper bound on every pair's I(b; U)
+        (chapter 6's stability bound), used in place of the certified information when smaller.
+    kl_terms : dict name → (kl (S, M, n), high), optional: more LV priors fixed given the
+        supersample (chapter 4's swap-symmetric mixture): each run's Σ_{b,l} KL to that prior at
+        each pair, in the proved range [0, high]; certified as ``lv_<name>``.
+    kl_ranges : dict prior → float, optional: a proved largest per-pair KL (Σ_{b,l}) to the
+        prior ``"uniform"``, ``"marginal"``, ``"reference"`` or ``"aggregated"``, the range its
+        betting bound pays (chapter 6's Corollary 3: 2Lκ_β for the softmax quantizer). Defaults:
+        2L log K (uniform), 2L log(K/eps) (the smoothed priors). A run whose KL exceeds its range
+        is a ``ValueError``: the range is a theorem, never clipped.
+    control : array (S, n), optional: a loss difference per pair fixed given the supersample
+        (chapter 4's reference model); the held-out value then bets on the runs' gaps minus
+        (−1)^U·control, which have the same mean and a much smaller spread.
+    families : iterable of str, optional: the families to certify, fixed in advance (default:
+        every one the inputs allow); names in :data:`FAMILIES` or ``"lv_<name>"`` of ``kl_terms``.
+    select : bool. True: a family whose estimate on the fit runs alone is ≥ 1 is not certified
+        (it is reported as the trivial bound 1, kind "exact", and pays no δ), and every family
+        estimates on the other runs. False: every family asked for is certified, and those that
+        fit nothing (held-out, LV priors fixed in advance) estimate on all M runs.
+    warn : bool, a :class:`CertificateWarning` for a value that is 1 only for lack of masks.
+
+    Returns
+    -------
+    Certificate: ``values`` (name → bound, capped at 1: a gap of losses in [0, 1] never exceeds 1),
+    ``kinds``, ``terms``, ``allocation`` (the δ of every event), ``plug_in`` (estimates), ``notes``.
+
+    Raises
+    ------
+    ValueError naming the argument: shapes that do not match, losses outside [0, 1], masks not
+    0/1, NaN, fewer than 2 runs per supersample, an unknown family, a KL above its range, a
+    statistic with too many cells (:func:`check_cells`).
+
+    See also: :func:`certified_bounds`, :func:`betting_ucb`, :func:`max_information`; chapter 2
+    (``thm-certified``), chapters 4, 6 and 9.
     """
     options = dict(confidence=confidence, n_bins=n_bins, fit_fraction=fit_fraction, posteriors=posteriors,
                    reference=reference, decoder_information=decoder_information, eps=eps, information=information,
-                   kl_terms=kl_terms, control=control)
+                   kl_terms=kl_terms, kl_ranges=kl_ranges, control=control, families=families, select=select)
     cert = _certify(losses, masks, **options)
     _explain_vacuous(cert, losses, masks, options, warn=warn)
     return cert
 
 
+def _kl_sum(p, prior) -> np.ndarray:
+    """Σ_{b,l} KL(p ‖ prior) over the last three axes (point of the pair, position, code)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(p > 0, p * (np.log(np.where(p > 0, p, 1.0)) - np.log(prior)), 0.0)
+    return np.maximum(t.sum((-1, -2, -3)), 0.0)
+
+
 def _certify(losses, masks, *, confidence, n_bins, fit_fraction, posteriors, reference, decoder_information, eps,
-             information, kl_terms=None, control=None, reserve_families: int = 0) -> Certificate:
+             information, kl_terms=None, kl_ranges=None, control=None, families=None, select=True,
+             reserve_families: int = 0) -> Certificate:
     loss, U = check_runs(losses, masks)
     confidence = unit_float(confidence, "confidence", open_left=True, open_right=True)
     n_bins = positive_int(n_bins, "n_bins")
     fit_fraction = unit_float(fit_fraction, "fit_fraction", open_left=True, open_right=True)
-    if not (math.isfinite(decoder_information) and decoder_information >= 0):
+    if isinstance(select, (bool, np.bool_)) is False:
+        raise ValueError(f"select must be True or False, got {select!r}")
+    if isinstance(decoder_information, bool) or not isinstance(decoder_information, (int, float)) \
+            or not (math.isfinite(decoder_information) and decoder_information >= 0):
         raise ValueError(f"decoder_information must be a finite number ≥ 0, got {decoder_information!r}")
+    if information is not None and (isinstance(information, bool) or not isinstance(information, (int, float))
+                                    or not (math.isfinite(information) and information >= 0)):
+        raise ValueError(f"information must be a finite number ≥ 0 (a proved bound on I(b; U)), got {information!r}")
     S, M, n, _ = loss.shape
     if M < 2:
         raise ValueError(f"masks must hold at least 2 runs per supersample (one to fit the bins, one to estimate), "
@@ -554,7 +771,7 @@ def _certify(losses, masks, *, confidence, n_bins, fit_fraction, posteriors, ref
         ref = _check_posteriors(reference, "reference", (S, n, 2))
         if ref.shape[-2:] != post.shape[-2:]:
             raise ValueError(f"reference must have (L, K) = {post.shape[-2:]}, got {ref.shape[-2:]}")
-    if not 0 < eps < 1:
+    if not (isinstance(eps, (int, float)) and not isinstance(eps, bool) and 0 < eps < 1):
         raise ValueError(f"eps must lie in (0, 1), got {eps!r}")
     extra = {}
     for name, term in (kl_terms or {}).items():
@@ -562,124 +779,202 @@ def _certify(losses, masks, *, confidence, n_bins, fit_fraction, posteriors, ref
         kl = _as_float_array(kl, f"kl_terms[{name!r}]")
         if kl.shape != (S, M, n):
             raise ValueError(f"kl_terms[{name!r}] must have shape {(S, M, n)}, got {kl.shape}")
-        if not (math.isfinite(high) and high > 0) or np.any(kl < -1e-9) or np.any(kl > high + 1e-9):
-            raise ValueError(f"kl_terms[{name!r}] must lie in [0, high] with a finite high > 0")
+        if not (math.isfinite(high) and high > 0) or np.any(kl < -1e-9) or np.any(kl > high * (1 + 1e-9) + 1e-12):
+            raise ValueError(f"kl_terms[{name!r}] must lie in [0, high] with a finite high > 0 "
+                             f"(high={high!r}, values in [{kl.min()}, {kl.max()}])")
         extra[name] = (np.clip(kl, 0, high), float(high))
+    ranges = {}
+    for name, high in (kl_ranges or {}).items():
+        if name not in ("uniform", "marginal", "reference", "aggregated"):
+            raise ValueError(f"kl_ranges has an unknown prior {name!r}: use uniform, marginal, reference or aggregated")
+        if isinstance(high, bool) or not isinstance(high, (int, float)) or not (math.isfinite(high) and high > 0):
+            raise ValueError(f"kl_ranges[{name!r}] must be a finite number > 0, got {high!r}")
+        ranges[name] = float(high)
     c = np.zeros((S, n))
     if control is not None:
         c = _as_float_array(control, "control")
         if c.shape != (S, n) or np.any(np.abs(c) > 1):
             raise ValueError(f"control must have shape {(S, n)} with values in [−1, 1], got shape {c.shape}")
 
-    # pairs of every supersample side by side: (runs, S·n)
-    def pool(a, runs):
-        a = a[:, runs]
-        return np.moveaxis(a, 0, 1).reshape(a.shape[1], S * n, *a.shape[3:])
-
-    fit, est = slice(0, m_fit), slice(m_fit, M)
-    fit_loss, est_loss = pool(loss, fit), pool(loss, est)
-    U_fit, U_est = pool(U, fit), pool(U, est)
-    m_est = M - m_fit
-    J = S * m_est  # estimation runs, all supersamples
-
+    # which families the inputs allow, and which are asked for
     lv_priors = []
     if post is not None:
         lv_priors += ["uniform", "marginal"]
         if ref is not None:
             lv_priors += ["reference", "aggregated"]
     lv_priors += [name for name in extra if name not in lv_priors]
-    lv_vacuous = decoder_information >= 0.5  # √(2(KL + slack)) ≥ 1 whatever the KL
-    families = ["ld", "e", "held_out"] + ([] if lv_vacuous else [f"lv_{p}" for p in lv_priors])
-    d_family = delta / (len(families) + reserve_families)
+    allowed = ["ld", "e", "held_out", *(f"lv_{p}" for p in lv_priors)]
+    if families is None:
+        wanted = list(allowed)
+    else:
+        wanted = list(dict.fromkeys(families if not isinstance(families, str) else [families]))
+        unknown = [f for f in wanted if f not in allowed]
+        if unknown:
+            raise ValueError(f"families {unknown} are not among those these inputs allow: {allowed}")
+    if "e" in wanted:
+        check_cells(n_bins * n_bins, f"the pair of losses (n_bins={n_bins})")
+    if "ld" in wanted:
+        check_cells(n_bins, f"the loss difference (n_bins={n_bins})")
 
-    values, kinds, terms, allocation, plug, notes = {}, {}, {}, {}, {}, []
+    # pairs of every supersample side by side: (runs, S·n)
+    def pool(a, runs):
+        a = a[:, runs]
+        return np.moveaxis(a, 0, 1).reshape(a.shape[1], S * n, *a.shape[3:])
 
     def per_run(a):  # (runs, S·n) -> (runs·S,): mean over each run's n pairs
         r = a.shape[0]
         return a.reshape(r, S, n).mean(-1).reshape(-1)
 
-    # -- loss difference and pair of losses ---------------------------------------------------
-    fit_delta, est_delta = fit_loss[..., 1] - fit_loss[..., 0], est_loss[..., 1] - est_loss[..., 0]
-    for fam, stat in (("ld", _loss_difference(fit_delta, est_delta, n_bins)),
-                      ("e", _pair_of_losses(fit_loss, est_loss, n_bins))):
-        info, cosh = _certified_pairs(stat, U_est, d_family / 2, information)
-        d_err = d_family / 2
-        # |Δ − h| ≤ 1 + |h|: a run's mean over its supersample's pairs is at most 1 + that mean of max |h|
-        err_hi = 1.0 + float(np.abs(stat.values).max(-1).reshape(S, n).mean(-1).max())
-        stake = choose_stake(per_run(stat.fit_error), low=0.0, high=err_hi, delta=d_err, n=J)
-        err = betting_ucb(per_run(stat.error), low=0.0, high=err_hi, delta=d_err, stake=stake)
-        allocation[f"{fam}_boxes"] = d_family / 2
-        allocation[f"{fam}_rounding"] = d_err
-        terms[f"{fam}_information"] = float(info.mean())
-        terms[f"{fam}_rounding"] = err
-        values[f"{fam}_cmi_cosh"] = float(cosh.mean()) + err
-        values[f"{fam}_cmi"] = float(np.sqrt(2 * info).mean()) + err
-        p_info, p_cosh = _plug_in_pairs(stat, U_est, information)
-        plug[f"{fam}_cmi_cosh"] = float(p_cosh.mean() + stat.error.mean())
-        plug[f"{fam}_cmi"] = float(np.sqrt(2 * p_info).mean() + stat.error.mean())
-        terms[f"{fam}_information_plug_in"] = float(p_info.mean())
-        terms[f"{fam}_rounding_plug_in"] = float(stat.error.mean())
-        for name in (f"{fam}_cmi_cosh", f"{fam}_cmi"):
-            kinds[name] = "certified"
+    fit, est, every = slice(0, m_fit), slice(m_fit, M), slice(0, M)
+    fit_loss, est_loss = pool(loss, fit), pool(loss, est)
+    U_fit, U_est = pool(U, fit), pool(U, est)
+    m_est = M - m_fit
 
-    # -- held-out ghosts: the gap itself ------------------------------------------------------
-    sign_fit, sign_est = 1 - 2 * U_fit, 1 - 2 * U_est
-    c_pairs = c.reshape(1, S * n)
-    gap_fit = per_run(sign_fit * (fit_delta - c_pairs))
-    gap_est = per_run(sign_est * (est_delta - c_pairs))
-    top = 1.0 + float(np.abs(c).mean(-1).max())  # |mean_i (−1)^U (Δ_i − c_i)| ≤ 1 + mean_i |c_i|
-    stake = choose_stake(gap_fit, low=-top, high=top, delta=d_family, n=J)
-    values["held_out"] = betting_ucb(gap_est, low=-top, high=top, delta=d_family, stake=stake)
-    plug["held_out"] = float(gap_est.mean())
-    kinds["held_out"] = "certified"
-    allocation["held_out"] = d_family
+    values, kinds, terms, allocation, plug, notes = {}, {}, {}, {}, {}, []
+    lv_vacuous = decoder_information >= 0.5  # √(2(KL + slack)) ≥ 1 whatever the KL
+    # a deterministic quantizer, told by the fit runs: one-hot posteriors cost 2L log K to the uniform prior
+    one_hot = post is not None and bool(np.all((post[:, fit] == 0) | (post[:, fit] == 1)))
 
-    # -- latent variables ---------------------------------------------------------------------
-    def certify_kl(name, fit_kl, est_kl, kl_hi, cap=math.inf):
-        """√(2(KL + decoder information)) with KL a betting bound on the mean per-pair KL."""
-        key = f"lv_{name}"
-        plug[key] = min(1.0, math.sqrt(2 * (float(est_kl.mean()) + decoder_information)))
-        terms[f"kl_{name}_plug_in"] = float(est_kl.mean())
-        if lv_vacuous:
+    def trivial(family, why):
+        for key in FAMILIES.get(family, (family,)):
             values[key], kinds[key] = 1.0, "exact"
-            return
-        stake = choose_stake(per_run(fit_kl), low=0.0, high=kl_hi, delta=d_family, n=J)
-        bound = min(cap, betting_ucb(per_run(est_kl), low=0.0, high=kl_hi, delta=d_family, stake=stake))
-        terms[f"kl_{name}"] = bound
-        allocation[key] = d_family
-        values[key] = math.sqrt(2 * (bound + decoder_information))
-        kinds[key] = "certified"
+        notes.append(f"{family}: not certified ({why}); reported as the trivial bound 1, which every gap of a "
+                     f"loss in [0, 1] satisfies, and paid no δ.")
 
-    for name, (kl, kl_hi) in extra.items():
-        certify_kl(name, pool(kl, fit), pool(kl, est), kl_hi)
+    # -- every family's ingredients, its estimate on the fit runs, and its range ----------------------
+    fit_delta, est_delta = fit_loss[..., 1] - fit_loss[..., 0], est_loss[..., 1] - est_loss[..., 0]
+    stats = {}
+    for fam, build in (("ld", _loss_difference), ("e", _pair_of_losses)):
+        if fam in wanted:
+            stats[fam] = build(fit_delta, est_delta, n_bins, U_fit) if fam == "ld" else build(fit_loss, est_loss, n_bins)
+    kl_runs = {}  # family -> (KL of every run (M, S·n), range, cap)
     if post is not None:
         L, K = post.shape[-2:]
-        fit_post, est_post = pool(post, fit), pool(post, est)  # (runs, S·n, 2, L, K)
-
-        def kl_sum(p, prior):  # Σ_{b,l} KL(p ‖ prior) -> (runs, S·n)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                t = np.where(p > 0, p * (np.log(np.where(p > 0, p, 1.0)) - np.log(prior)), 0.0)
-            return np.maximum(t.sum((-1, -2, -3)), 0.0)
-
+        all_post = pool(post, every)  # (M, S·n, 2, L, K)
         smooth = lambda q: (1 - eps) * q + eps / K  # noqa: E731
         top = 2 * L * math.log(K / eps)  # the most a prior smoothed by ε can cost a pair
-        priors = {"uniform": np.full((1, 1, 1, 1, K), 1.0 / K), "marginal": smooth(fit_post.mean(0, keepdims=True))}
+        uniform_cap = 2 * L * math.log(K)  # KL to the uniform prior never exceeds the alphabet
+        priors = {"uniform": np.full((1, 1, 1, 1, K), 1.0 / K),
+                  "marginal": smooth(all_post[fit].mean(0, keepdims=True))}
         if ref is not None:
             priors["reference"] = smooth(ref.reshape(S * n, 2, L, K)[None])
             agg = np.repeat(ref.mean((1, 2)), n, axis=0)  # (S·n, L, K): each supersample's average
             priors["aggregated"] = smooth(agg[None, :, None])
         for name, prior in priors.items():
-            if name in extra:
+            if f"lv_{name}" not in wanted or name in extra:
                 continue
-            uniform_cap = 2 * L * math.log(K)  # KL to the uniform prior never exceeds the alphabet
-            certify_kl(name, kl_sum(fit_post, prior), kl_sum(est_post, prior),
-                       uniform_cap if name == "uniform" else top, uniform_cap if name == "uniform" else math.inf)
-    if lv_vacuous and lv_priors:
-        notes.append(f"LV bounds: the decoder and codebook may carry up to {decoder_information:.3f} nats per "
-                     f"pair (≥ ½), so √(2(KL + that)) ≥ 1 whatever the data: reported as 1 (vacuous).")
+            kl = _kl_sum(all_post, prior)  # (M, S·n)
+            high = ranges.get(name, uniform_cap if name == "uniform" else top)
+            worst = float(kl.max())
+            if worst > high * (1 + 1e-9) + 1e-12:
+                raise ValueError(f"kl_ranges[{name!r}] = {high!r} is not a range of the KL to the {name} prior: a run "
+                                 f"has a per-pair KL of {worst!r}")
+            kl_runs[f"lv_{name}"] = (np.clip(kl, 0.0, high), high)
+    for name, (kl, high) in extra.items():
+        if f"lv_{name}" in wanted:
+            kl_runs[f"lv_{name}"] = (pool(kl, every), high)
+
+    def fit_estimate(fam) -> float:
+        """The family's smallest value, estimated on the fit runs alone (what ``select`` reads)."""
+        if fam in stats:
+            st = stats[fam]
+            st_fit = _Statistic(st.k, st.edges, st.fit_labels, st.fit_labels, st.values, st.fit_error, st.fit_error,
+                                st.fit_signed_error, st.fit_signed_error)
+            _, p_cosh = _plug_in_pairs(st_fit, U_fit, information)
+            return float(p_cosh.mean() + ((1 - 2 * U_fit) * st.fit_signed_error).mean())
+        if fam == "held_out":
+            return float(per_run((1 - 2 * U_fit) * (fit_delta - c.reshape(1, S * n))).mean())
+        kl, _ = kl_runs[fam]
+        if fam == "lv_marginal":  # its prior is the fit runs' mean: score each fit run against the others'
+            if m_fit < 2:
+                return 0.0  # one fit run cannot tell: certify it
+            fit_post = all_post[fit]
+            others = (fit_post.sum(0, keepdims=True) - fit_post) / (m_fit - 1)
+            kl = _kl_sum(fit_post, (1 - eps) * others + eps / post.shape[-1])
+            return math.sqrt(2 * (float(kl.mean()) + decoder_information))
+        return math.sqrt(2 * (float(kl[fit].mean()) + decoder_information))
+
+    certified = []
+    for fam in wanted:
+        if fam.startswith("lv_") and lv_vacuous:
+            trivial(fam, f"the decoder and codebook may carry up to {decoder_information:.3f} nats per pair (≥ ½), so "
+                         "√(2(KL + that)) ≥ 1 whatever the data")
+        elif fam == "lv_uniform" and one_hot:
+            trivial(fam, f"the fit runs' posteriors are one-hot (a deterministic quantizer), so a pair's KL to the "
+                         f"uniform prior is 2L log K = {2 * post.shape[-2] * math.log(post.shape[-1]):.2f} nats ≥ ½")
+        elif select and fit_estimate(fam) >= 1:
+            trivial(fam, f"its estimate on the {m_fit} fit runs per supersample is {fit_estimate(fam):.3f} ≥ 1")
+        else:
+            certified.append(fam)
+    d_family = delta / max(1, len(certified) + reserve_families)
+    # the runs each family estimates on: never the fit runs when they chose anything for it
+    runs_of = {fam: est if (select or fam in _FITTED) else every for fam in certified}
+
+    # -- loss difference and pair of losses -----------------------------------------------------------
+    for fam in ("ld", "e"):
+        if fam not in certified:
+            continue
+        stat = stats[fam]
+        J = S * m_est
+        info, cosh = _certified_pairs(stat, U_est, d_family / 2, information)
+        d_err = d_family / 2
+        # |Δ − h| ≤ 1 + |h|: a run's mean over its supersample's pairs is at most 1 + that mean of max |h|
+        err_hi = 1.0 + float(np.abs(stat.values).max(-1).reshape(S, n).mean(-1).max())
+        # the signed residual (−1)^U (Δ − h(b)): its mean is the gap of what the bins do not capture
+        residual = per_run((1 - 2 * U_est) * stat.signed_error)
+        err = betting_ucb(residual, low=-err_hi, high=err_hi, delta=d_err)
+        allocation[f"{fam}_boxes"] = d_family / 2
+        allocation[f"{fam}_rounding"] = d_err
+        terms[f"{fam}_information"] = float(info.mean())
+        terms[f"{fam}_rounding"] = err
+        terms[f"{fam}_runs"] = J
+        values[f"{fam}_cmi_cosh"] = float(cosh.mean()) + err
+        values[f"{fam}_cmi"] = float(np.sqrt(2 * info).mean()) + err
+        for name in FAMILIES[fam]:
+            kinds[name] = "certified"
+    for fam, stat in stats.items():
+        p_info, p_cosh = _plug_in_pairs(stat, U_est, information)
+        p_err = float(((1 - 2 * U_est) * stat.signed_error).mean())
+        plug[f"{fam}_cmi_cosh"] = float(p_cosh.mean() + p_err)
+        plug[f"{fam}_cmi"] = float(np.sqrt(2 * p_info).mean() + p_err)
+        terms[f"{fam}_information_plug_in"] = float(p_info.mean())
+        terms[f"{fam}_rounding_plug_in"] = p_err
+
+    # -- held-out ghosts: the gap itself --------------------------------------------------------------
+    if "held_out" in wanted:
+        runs = runs_of.get("held_out", est)
+        L_h, U_h = pool(loss, runs), pool(U, runs)
+        gaps = per_run((1 - 2 * U_h) * ((L_h[..., 1] - L_h[..., 0]) - c.reshape(1, S * n)))
+        plug["held_out"] = float(gaps.mean())
+        if "held_out" in certified:
+            top_h = 1.0 + float(np.abs(c).mean(-1).max())  # |mean_i (−1)^U (Δ_i − c_i)| ≤ 1 + mean_i |c_i|
+            values["held_out"] = betting_ucb(gaps, low=-top_h, high=top_h, delta=d_family)
+            kinds["held_out"] = "certified"
+            allocation["held_out"] = d_family
+            terms["held_out_runs"] = gaps.size
+
+    # -- latent variables -----------------------------------------------------------------------------
+    for fam, (kl, high) in kl_runs.items():
+        name = fam[3:]
+        runs = runs_of.get(fam, est)
+        cap = 2 * post.shape[-2] * math.log(post.shape[-1]) if name == "uniform" and post is not None else math.inf
+        plug[fam] = min(1.0, math.sqrt(2 * (float(kl[runs].mean()) + decoder_information)))
+        terms[f"kl_{name}_plug_in"] = float(kl[runs].mean())
+        terms[f"kl_{name}_range"] = high
+        if fam not in certified:
+            continue
+        bound = min(cap, betting_ucb(per_run(kl[runs]), low=0.0, high=high, delta=d_family))
+        terms[f"kl_{name}"] = bound
+        allocation[fam] = d_family
+        values[fam] = math.sqrt(2 * (bound + decoder_information))
+        kinds[fam] = "certified"
+    for fam in wanted:
+        if fam.startswith("lv_") and fam not in plug and fam in values:
+            plug[fam] = 1.0
 
     for key in values:
         values[key] = float(min(values[key], 1.0))
+    for key in plug:
         plug[key] = float(min(plug[key], 1.0))
     return Certificate(values=values, kinds=kinds, terms=terms, allocation=allocation, plug_in=plug,
                        confidence=confidence, n_fit=m_fit, n_estimate=m_est, notes=notes)
@@ -704,7 +999,8 @@ def _explain_vacuous(cert: Certificate, losses, masks, options: dict, warn: bool
     # Simulate the loss-based families only: as if every run had been seen `factor` times,
     # with the LV families' share of δ kept aside (their arrays are large; they get no number).
     lv_families = sum(1 for k, kind in cert.kinds.items() if k.startswith("lv_") and kind == "certified")
-    simulated = dict(options, posteriors=None, reference=None, kl_terms=None)
+    loss_families = [f for f in ("ld", "e", "held_out") if any(cert.kinds.get(k) == "certified" for k in FAMILIES[f])]
+    simulated = dict(options, posteriors=None, reference=None, kl_terms=None, kl_ranges=None, families=loss_families)
     needed: dict[str, int] = {}
     factor = 2
     while any(not k.startswith("lv_") for k in helpable) and M * factor <= MOST_MASKS_SIMULATED:

@@ -1,17 +1,20 @@
 """Does a certificate hold as often as it says? The coverage study of chapter 2.
 
-One supersample, many runs (masks). Half of them are the *truth pool*: with a thousand
-runs or more, the mean gap over it is the expected gap given X̃ up to a small standard
-error, and any bound with fixed bins can be evaluated on it almost exactly. The other
-half is where small experiments are drawn from: m runs at random, certified by
-:func:`vqlib.bounds.certify` exactly as a reader with m masks would, and estimated by
-the plug-in recipe the book printed before it certified anything
-(:func:`vqlib.bounds.pair_terms`, bins fitted on the same runs).
+One supersample and many independent runs of a learner on it (masks from disjoint seeds). A
+*truth pool* of thousands of runs gives the expected gap given X̃ up to a small standard error,
+and the value at the learner's law of any bound whose bins are fixed. The other runs are cut
+into **independent experiments** of m runs each (no run is shared between two experiments), and
+each experiment is certified exactly as a reader with m masks would certify it
+(:func:`vqlib.bounds.certify`, the families of chapter 2's table). A certificate at confidence
+1 − δ may fall below the truth in at most a fraction δ of experiments: over E independent
+experiments the number of misses is a binomial count, so its Clopper–Pearson interval says
+whether the study *could* see a miss rate above δ (:func:`summarise_coverage`).
 
-For every experiment the study records the certified values, the plug-in estimate, the
-true gap and the *true value of the bound the experiment certified* (the loss-difference
-cosh form with the experiment's own bins, evaluated on the truth pool). A certificate at
-confidence 1 − δ may fall below either truth in at most a fraction δ of experiments.
+For every experiment the study records the certified values, the plug-in estimate of the same
+loss-difference bound (the experiment's own bins, with the estimation runs' frequencies in place
+of the boxes: an estimate, not a bound), the true gap and the *true value of each bound the
+experiment certified* (its own bins and bin values, fitted on its fit runs, evaluated on the truth
+pool).
 """
 from __future__ import annotations
 
@@ -20,90 +23,147 @@ import math
 import numpy as np
 
 from .._checks import positive_int, unit_float
-from .certificates import _certify, _loss_difference, _plug_in_pairs
-from .cmi import pair_terms
+from .certificates import (_certify, _loss_difference, _pair_of_losses, _plug_in_pairs, check_runs,
+                           clopper_pearson)
 
-__all__ = ["coverage_study", "summarise_coverage"]
+__all__ = ["coverage_study", "summarise_coverage", "true_values"]
+
+#: The families chapter 2's table certifies, and so the ones the coverage study checks.
+FAMILIES = ("ld", "e", "held_out")
 
 
-def coverage_study(losses, masks, *, mask_counts, n_experiments: int = 60, confidence: float = 0.95,
-                   n_bins: int = 2, seed: int = 0) -> list[dict]:
-    """Certified values, plug-in estimates and ground truth for many small experiments.
+def true_values(fit_losses, fit_masks, truth_losses, truth_masks, n_bins: int = 2) -> dict[str, float]:
+    """The true gap and the true value of the loss-difference and e-CMI bounds with the bins that
+    ``fit_*`` choose, read off a truth pool (chapter 2).
 
-    ``losses`` (R, n, 2) and ``masks`` (R, n): R runs of one supersample (R ≥ 2·max m).
-    The last half of the runs is the truth pool; each experiment draws m runs without
-    replacement from the first half (``seed``), for every m in ``mask_counts`` and
-    ``n_experiments`` times. Returns one row per experiment: ``m``, ``experiment``,
-    ``certified_ld_cmi_cosh``, ``certified_e_cmi_cosh``, ``certified_held_out``,
-    ``certified_min`` (the smallest certified value: all hold at once), ``plug_in``
-    (the book's former estimate of the loss-difference cosh bound), ``true_gap``,
-    ``true_gap_sem`` and ``true_bound`` (this experiment's bins, on the truth pool).
+    Each bound is the cosh form at the law of the binned statistic plus the mean signed residual
+    (−1)^U (Δ − b), both computed on the truth runs: with thousands of runs, the bound's value at
+    the learner's law up to a small error (plug-in JS is biased upwards by about (k − 1)/(2T)).
+
+    Parameters
+    ----------
+    fit_losses : array (m_fit, n, 2), fit_masks : array (m_fit, n), the experiment's fit runs
+    truth_losses : array (T, n, 2), truth_masks : array (T, n), runs independent of the experiment
+    n_bins : int, as in :func:`vqlib.bounds.certify`
+
+    Returns
+    -------
+    dict: ``gap``, ``gap_sem`` (over truth runs), ``ld_cmi_cosh``, ``e_cmi_cosh``.
+    """
+    fl, fu = np.asarray(fit_losses, float), np.asarray(fit_masks)
+    tl, tu = np.asarray(truth_losses, float), np.asarray(truth_masks)
+    t_delta = tl[..., 1] - tl[..., 0]
+    per_run = ((1 - 2 * tu) * t_delta).mean(1)
+    out = dict(gap=float(per_run.mean()), gap_sem=float(per_run.std(ddof=1) / math.sqrt(len(per_run))))
+    for name, stat in (("ld_cmi_cosh", _loss_difference(fl[..., 1] - fl[..., 0], t_delta, n_bins, fu)),
+                       ("e_cmi_cosh", _pair_of_losses(fl, tl, n_bins))):
+        _, cosh = _plug_in_pairs(stat, tu)
+        out[name] = float(cosh.mean() + ((1 - 2 * tu) * stat.signed_error).mean())
+    return out
+
+
+def coverage_study(losses, masks, truth_losses, truth_masks, *, confidence: float = 0.95,
+                   n_bins: int = 2) -> list[dict]:
+    """Certified values, plug-in estimates and the truth for many independent experiments (chapter 2).
+
+    Parameters
+    ----------
+    losses : array (E, m, n, 2) in [0, 1]: E experiments of m runs each on one supersample, no run
+        in two experiments
+    masks : array (E, m, n) of 0/1, their masks
+    truth_losses : array (T, n, 2), truth_masks : array (T, n): the truth pool, independent runs on
+        the same supersample (T in the thousands)
+    confidence : float in (0, 1), of every certificate
+    n_bins : int, as in :func:`vqlib.bounds.certify`
+
+    Returns
+    -------
+    list of dict, one per experiment: ``m``, ``experiment``, ``certified_ld_cmi_cosh``,
+    ``certified_e_cmi_cosh``, ``certified_held_out``, ``certified_min`` (the smallest certified
+    value: all hold at once), ``plug_in`` (the plug-in estimate of the certified loss-difference bound),
+    ``true_gap``, ``true_gap_sem``, ``true_ld_cmi_cosh``, ``true_e_cmi_cosh`` (this experiment's
+    bins, on the truth pool), ``confidence``.
+
+    Raises
+    ------
+    ValueError naming the argument: shapes that do not match, losses outside [0, 1], masks not 0/1.
+
+    See also: :func:`summarise_coverage`, :func:`vqlib.bounds.certify`; chapter 2.
     """
     loss = np.asarray(losses, dtype=float)
     U = np.asarray(masks)
-    if loss.ndim != 3 or loss.shape[-1] != 2 or U.shape != loss.shape[:2]:
-        raise ValueError(f"losses must have shape (runs, n, 2) and masks (runs, n), got {loss.shape}, {U.shape}")
-    n_experiments = positive_int(n_experiments, "n_experiments")
+    if loss.ndim != 4 or U.shape != loss.shape[:3]:
+        raise ValueError(f"losses must have shape (E, m, n, 2) and masks (E, m, n), got {loss.shape}, {U.shape}")
+    check_runs(loss, U)  # (E, m, n, 2): the same checks as S supersamples of m runs
+    t_loss, t_U = check_runs(np.asarray(truth_losses, dtype=float)[None], np.asarray(truth_masks)[None])
+    t_loss, t_U = t_loss[0], t_U[0]
+    if t_loss.shape[1] != loss.shape[2]:
+        raise ValueError(f"truth_losses must have n = {loss.shape[2]} pairs like losses, got {t_loss.shape[1]}")
     confidence = unit_float(confidence, "confidence", open_left=True, open_right=True)
-    counts = [positive_int(m, "mask_counts", minimum=2) for m in mask_counts]
-    R = loss.shape[0]
-    half = R // 2
-    if max(counts) > half:
-        raise ValueError(f"mask_counts go up to {max(counts)} but only {half} runs are outside the truth pool "
-                         f"({R} runs in all)")
-    pool, truth = slice(0, half), slice(half, R)
-    t_delta = loss[truth, :, 1] - loss[truth, :, 0]
-    t_gap = ((1 - 2 * U[truth]) * t_delta).mean(1)
-    true_gap, true_sem = float(t_gap.mean()), float(t_gap.std(ddof=1) / math.sqrt(len(t_gap)))
-    rng = np.random.default_rng(seed)
-    options = dict(confidence=confidence, n_bins=n_bins, fit_fraction=0.25, posteriors=None, reference=None,
-                   decoder_information=math.log(2), eps=0.01, information=None)
+    n_bins = positive_int(n_bins, "n_bins")
+    E, m, n, _ = loss.shape
+    options = dict(confidence=confidence, n_bins=n_bins, fit_fraction=0.1, posteriors=None, reference=None,
+                   decoder_information=math.log(2), eps=0.01, information=None, families=FAMILIES, select=False)
     rows = []
-    for m in counts:
-        for e in range(n_experiments):
-            pick = rng.choice(half, size=m, replace=False)
-            l_e, u_e = loss[pool][pick], U[pool][pick]
-            cert = _certify(l_e[None], u_e[None], **options)
-            # the bound this experiment certified: its own bins, evaluated on the truth pool
-            fit_delta = l_e[: cert.n_fit, :, 1] - l_e[: cert.n_fit, :, 0]
-            stat = _loss_difference(fit_delta, t_delta, n_bins)
-            _, cosh = _plug_in_pairs(stat, U[truth])
-            plug = float(np.mean([pair_terms(l_e[:, i, 0], l_e[:, i, 1], u_e[:, i], n_bins=n_bins)["ld_cosh"]
-                                  for i in range(loss.shape[1])]))
-            rows.append(dict(m=m, experiment=e, certified_ld_cmi_cosh=cert.values["ld_cmi_cosh"],
-                             certified_e_cmi_cosh=cert.values["e_cmi_cosh"],
-                             certified_held_out=cert.values["held_out"], certified_min=min(cert.values.values()),
-                             plug_in=plug, true_gap=true_gap, true_gap_sem=true_sem,
-                             true_bound=float(cosh.mean() + stat.error.mean()), confidence=confidence))
+    for e in range(E):
+        cert = _certify(loss[e][None], U[e][None], **options)
+        truth = true_values(loss[e, :cert.n_fit], U[e, :cert.n_fit], t_loss, t_U, n_bins)
+        plug = cert.plug_in["ld_cmi_cosh"]  # the same bound, with frequencies in place of boxes: an estimate
+        rows.append(dict(m=m, experiment=e, certified_ld_cmi_cosh=cert.values["ld_cmi_cosh"],
+                         certified_e_cmi_cosh=cert.values["e_cmi_cosh"], certified_held_out=cert.values["held_out"],
+                         certified_min=min(cert.values.values()), plug_in=plug, true_gap=truth["gap"],
+                         true_gap_sem=truth["gap_sem"], true_ld_cmi_cosh=truth["ld_cmi_cosh"],
+                         true_e_cmi_cosh=truth["e_cmi_cosh"], confidence=confidence))
     return rows
 
 
-def summarise_coverage(rows) -> list[dict]:
-    """Per number of masks m: how often each number fell below the truth, and the medians.
+def _rate(count: int, total: int, level: float = 0.95) -> dict:
+    lo, hi = clopper_pearson(count, total, 1 - level)
+    return dict(count=int(count), rate=count / total, lo=float(lo), hi=float(hi))
 
-    ``below_gap``: fraction of experiments whose smallest certified value is below the true
-    gap; ``below_bound``: fraction whose certified loss-difference cosh value is below the
-    true value of that bound; ``plug_in_below_bound``: the same for the plug-in estimate.
-    Each fraction comes with its count; δ = 1 − confidence is what a certificate may miss.
+
+def summarise_coverage(rows) -> list[dict]:
+    """Per number of masks m: how often each certified value fell below its truth (chapter 2).
+
+    Misses are binomial counts over independent experiments; each comes with its two-sided 95%
+    Clopper–Pearson interval, to read next to δ = 1 − confidence (a miss rate whose interval lies
+    above δ would refute the certificate). ``below_gap``: the smallest certified value below the
+    true gap; ``below_bound``: the certified loss-difference cosh value below the true value of
+    that bound (with the experiment's bins); ``held_out_below_gap``; ``plug_in_below_bound``: the
+    same for the plug-in estimate (not a bound: it misses often). Ratios certified ÷ true: medians
+    and 10–90% ranges. Returns one dict per m.
     """
     out = []
     for m in sorted({r["m"] for r in rows}):
         rs = [r for r in rows if r["m"] == m]
+        E = len(rs)
         count = lambda f: int(sum(f(r) for r in rs))  # noqa: E731
-        below_gap = count(lambda r: r["certified_min"] < r["true_gap"])
-        below_bound = count(lambda r: r["certified_ld_cmi_cosh"] < r["true_bound"])
-        plug_below = count(lambda r: r["plug_in"] < r["true_bound"])
-        plug_below_gap = count(lambda r: r["plug_in"] < r["true_gap"])
         med = lambda key: float(np.median([r[key] for r in rs]))  # noqa: E731
         q = lambda key, p: float(np.quantile([r[key] for r in rs], p))  # noqa: E731
-        out.append(dict(m=m, experiments=len(rs), delta=1 - rs[0]["confidence"],
-                        below_gap=below_gap / len(rs), below_gap_count=below_gap,
-                        below_bound=below_bound / len(rs), below_bound_count=below_bound,
-                        plug_in_below_bound=plug_below / len(rs), plug_in_below_bound_count=plug_below,
-                        plug_in_below_gap=plug_below_gap / len(rs), plug_in_below_gap_count=plug_below_gap,
-                        certified=med("certified_ld_cmi_cosh"), certified_lo=q("certified_ld_cmi_cosh", 0.1),
-                        certified_hi=q("certified_ld_cmi_cosh", 0.9), certified_min=med("certified_min"),
-                        held_out=med("certified_held_out"), plug_in=med("plug_in"),
-                        plug_in_lo=q("plug_in", 0.1), plug_in_hi=q("plug_in", 0.9),
-                        true_bound=med("true_bound"), true_gap=rs[0]["true_gap"], true_gap_sem=rs[0]["true_gap_sem"]))
+        ratio = lambda a, b: [r[a] / r[b] for r in rs if r[b] > 0]  # noqa: E731
+        rates = {
+            "below_gap": _rate(count(lambda r: r["certified_min"] < r["true_gap"]), E),
+            "below_bound": _rate(count(lambda r: r["certified_ld_cmi_cosh"] < r["true_ld_cmi_cosh"]), E),
+            "e_below_bound": _rate(count(lambda r: r["certified_e_cmi_cosh"] < r["true_e_cmi_cosh"]), E),
+            "held_out_below_gap": _rate(count(lambda r: r["certified_held_out"] < r["true_gap"]), E),
+            "plug_in_below_bound": _rate(count(lambda r: r["plug_in"] < r["true_ld_cmi_cosh"]), E),
+            "plug_in_below_gap": _rate(count(lambda r: r["plug_in"] < r["true_gap"]), E),
+        }
+        entry = dict(m=m, experiments=E, delta=1 - rs[0]["confidence"])
+        for key, rate in rates.items():
+            entry.update({key: rate["rate"], f"{key}_count": rate["count"], f"{key}_lo": rate["lo"],
+                          f"{key}_hi": rate["hi"]})
+        for key, (a, b) in {"held_out_ratio": ("certified_held_out", "true_gap"),
+                            "ld_ratio": ("certified_ld_cmi_cosh", "true_ld_cmi_cosh"),
+                            "ld_gap_ratio": ("certified_ld_cmi_cosh", "true_gap")}.items():
+            values = ratio(a, b)
+            entry.update({key: float(np.median(values)) if values else float("nan"),
+                          f"{key}_lo": float(np.quantile(values, 0.1)) if values else float("nan"),
+                          f"{key}_hi": float(np.quantile(values, 0.9)) if values else float("nan")})
+        entry.update(certified=med("certified_ld_cmi_cosh"), certified_lo=q("certified_ld_cmi_cosh", 0.1),
+                     certified_hi=q("certified_ld_cmi_cosh", 0.9), certified_min=med("certified_min"),
+                     held_out=med("certified_held_out"), plug_in=med("plug_in"), plug_in_lo=q("plug_in", 0.1),
+                     plug_in_hi=q("plug_in", 0.9), true_bound=med("true_ld_cmi_cosh"), true_gap=rs[0]["true_gap"],
+                     true_gap_sem=rs[0]["true_gap_sem"])
+        out.append(entry)
     return out

@@ -556,9 +556,12 @@ def lv_summary(runs: EncoderRuns, *, eps: float = 0.01, n_bins: int = 2, confide
 
 
 def _certify_runs(result: LVResult, runs: EncoderRuns, eps: float, n_bins: int, confidence: float) -> None:
-    """Chapter 4's certified numbers (:func:`vqlib.bounds.certify`) for the runs behind ``result``."""
+    """Chapter 4's certified numbers (:func:`vqlib.bounds.certify`) for the runs behind ``result``.
 
-
+    Every valid prior is a candidate; the fit runs choose which are certified (``select``): with
+    the nearest quantizer the uniform prior costs exactly 2L log K per pair (exact, vacuous), and
+    a prior whose fit-run KL puts its bound at 1 or more pays no δ.
+    """
     S, M, n = runs.masks.shape
     K, L = runs.K, runs.L
     posts = np.stack([runs.posteriors(s) for s in range(S)])
@@ -569,6 +572,6 @@ def _certify_runs(result: LVResult, runs: EncoderRuns, eps: float, n_bins: int, 
         warnings.simplefilter("ignore", CertificateWarning)
         cert = certify(runs.losses, runs.masks, confidence=confidence, n_bins=n_bins, posteriors=posts,
                        reference=ref, decoder_information=0.0, eps=eps, control=control,
-                       kl_terms={"swap": (swap, 2 * L * math.log(K / eps) + math.log(2))}, warn=False)
+                       kl_terms={"swap": (swap, 2 * L * math.log(K / eps) + math.log(2))}, select=True, warn=False)
     result.certified, result.certified_kinds = dict(cert.values), dict(cert.kinds)
     result.confidence, result.certificate = confidence, cert.to_json()

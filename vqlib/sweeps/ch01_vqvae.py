@@ -41,7 +41,6 @@ def _data(job) -> dict:
 
 
 def _model(*, x_train, x_test, K, L, data, epochs, train_seed):
-
     model = VQVAE(x_train.shape[1:], K=K, L=L)
     history = fit(model, x_train, epochs=epochs, train_seed=train_seed, x_val=x_test)
     state = {name: value.detach().cpu().tolist() for name, value in model.state_dict().items()}
@@ -62,7 +61,6 @@ def model_of(row):
 
 
 def _grid(*, x_train, x_test, K, L, data, epochs, hidden, train_seed, n_fields):
-
     model = VQVAE(x_train.shape[1:], K=K, L=L, architecture="conv", hidden=hidden, seed=train_seed)
     history = fit(model, x_train, epochs=epochs, train_seed=train_seed, x_val=x_test)
     state = {name: value.detach().cpu().tolist() for name, value in model.state_dict().items()}

@@ -7,12 +7,15 @@ every bound (``bounds``), the information estimates (``diagnostics``) and the ga
 bounds conditional on each supersample (``per_supersample``), with the seeds.
 
 * ``ch02-kmeans``: the toy learner (k-means, L = 1) for every (n, K).
-* ``ch02-coverage``: one supersample with many masks, per learner (the toy and a small
-  VQ-VAE): half the runs are the ground truth, small experiments with m = ``mask_counts``
-  masks are drawn from the other half and certified (:func:`vqlib.bounds.coverage_study`);
-  the row holds every experiment, the summary per m, and the experiment half's pair losses
-  ``loss`` (runs × n × 2) and masks ``U`` (runs × n), from which the chapter also
-  estimates the per-pair information with few and many masks.
+* ``ch02-coverage``: one supersample and many runs per learner (the toy and a small VQ-VAE),
+  cut into **independent** experiments of m runs each (``toy_experiments``,
+  ``vqvae_experiments``: pairs [m, count]; no run is in two experiments); each is certified
+  as a reader with m masks would certify it, and checked against the truth read off up to
+  ``truth_runs`` runs of the *other* experiments (:func:`vqlib.bounds.coverage_study`). The row
+  holds every experiment, the summary per m (misses with their Clopper–Pearson intervals,
+  certified ÷ true), and the first 512 runs' pair losses ``loss`` (runs × n × 2) and masks
+  ``U`` (runs × n), from which the chapter also estimates the per-pair information with few
+  and many masks.
 * ``ch02-vqvae``: the same bounds for small VQ-VAEs (``architecture`` ``"mlp"``, or ``"conv"`` with
   L a latent grid, e.g. ``python -m vqlib run ch02-vqvae --set architecture=conv --set L=16``).
 
@@ -20,8 +23,7 @@ Every row also holds the certified values (``certified``, jointly at ``confidenc
 kinds, the certificate's terms and δ allocation, and its notes (why a value is vacuous).
 
 Every sweep declares its data: ``split`` of ``data`` (the chapter uses all 1797 digits, so
-n ≤ 898), loaded once by the runner. ``ch02-coverage`` draws its small experiments with
-``experiment_seed``.
+n ≤ 898), loaded once by the runner.
 ``quick`` runs on two CPU cores in about a minute: hundreds of masks per supersample,
 because certified numbers need them (the ensemble trainer makes masks cheap); ``full`` is
 the paper's scale for a GPU (more supersamples and masks, larger n, and for ``ch02-vqvae`` the
@@ -31,6 +33,8 @@ its files on disk (no download offline); set ``data=mnist`` where they are prese
 from __future__ import annotations
 
 import warnings
+
+import numpy as np
 
 from ..bounds.certificates import CertificateWarning
 from ..bounds.coverage import coverage_study, summarise_coverage
@@ -75,23 +79,30 @@ def _kmeans(*, x, n, K, data, split, n_masks, n_supersamples, confidence, train_
     return [_row(result, data, split)]
 
 
-def _coverage(*, x, learner, data, split, n_runs, mask_counts, n_experiments, confidence, train_seed,
-              experiment_seed):
+def _coverage(*, x, learner, data, split, toy_experiments, vqvae_experiments, truth_runs, confidence, train_seed):
     if learner == "kmeans":  # chapter 2's toy learner: n = 20, K = 16
-        kwargs = dict(n=20, K=16, L=1)
+        kwargs, plan = dict(n=20, K=16, L=1), toy_experiments
     else:  # chapter 2's small VQ-VAE: n = 16, K = 8, L = 4
-        kwargs = dict(n=16, K=8, L=4, epochs=30, hidden=32)
-    result = _run(x, n_masks=n_runs, supersample_seeds=[0], train_seed=train_seed, confidence=None, learner=learner,
+        kwargs, plan = dict(n=16, K=8, L=4, epochs=30, hidden=32), vqvae_experiments
+    total = sum(m * count for m, count in plan)
+    # one supersample, mask seeds 0 … total − 1: every run of every experiment is its own
+    result = _run(x, n_masks=total, supersample_seeds=[0], train_seed=train_seed, confidence=None, learner=learner,
                   **kwargs)
     pairs = result.pairs(0)
-    rows = coverage_study(pairs["loss"], pairs["U"], mask_counts=mask_counts, n_experiments=n_experiments,
-                          confidence=confidence, seed=experiment_seed)
-    half = n_runs // 2
-    return [dict(learner=learner, data=data, split=split, **kwargs, n_runs=n_runs,
-                 **_seeds(train_seed, [0], n_runs), experiment_seed=experiment_seed, mask_counts=list(mask_counts),
-                 n_experiments=n_experiments,
+    loss, U = pairs["loss"], pairs["U"]
+    rows, start = [], 0
+    for m, count in plan:
+        for e in range(count):
+            mine = np.arange(start, start + m)
+            others = np.concatenate([np.arange(0, start), np.arange(start + m, total)])[:truth_runs]
+            # the truth of this experiment: runs it does not use, from the other experiments
+            rows += [dict(r, experiment=len(rows)) for r in coverage_study(
+                loss[mine][None], U[mine][None], loss[others], U[others], confidence=confidence)]
+            start += m
+    return [dict(learner=learner, data=data, split=split, **kwargs, train_seed=train_seed, supersample_seeds=[0],
+                 mask_seed_range=[0, total], plan=[list(p) for p in plan], truth_runs=truth_runs,
                  confidence=confidence, experiments=rows, summary=summarise_coverage(rows),
-                 loss=pairs["loss"][:half].tolist(), U=pairs["U"][:half].tolist())]
+                 loss=loss[:512].tolist(), U=U[:512].tolist())]
 
 
 def _vqvae(*, x, n, K, L, data, split, n_masks, n_supersamples, epochs, hidden, confidence, train_seed,
@@ -119,13 +130,13 @@ KMEANS = register(Sweep(
 COVERAGE = register(Sweep(
     name="ch02-coverage",
     chapter="02_supersample",
-    doc="one supersample, many masks: certified value, plug-in estimate and ground truth against the number of masks",
-    quick=dict(learner=["kmeans", "vqvae"], data="digits", split="all", n_runs=1024,
-               mask_counts=[6, 16, 32, 64, 128, 256], n_experiments=30, confidence=0.95, train_seed=0,
-               experiment_seed=0),
-    full=dict(learner=["kmeans", "vqvae"], data="digits", split="all", n_runs=4096,
-              mask_counts=[6, 16, 32, 64, 128, 256, 512, 1024], n_experiments=200, confidence=0.95,
-              train_seed=0, experiment_seed=0),
+    doc="independent experiments on one supersample: how often a certified value falls below the truth, with its "
+        "Clopper-Pearson interval, and certified / true",
+    quick=dict(learner=["kmeans", "vqvae"], data="digits", split="all", toy_experiments=[[128, 500]],
+               vqvae_experiments=[[64, 100]], truth_runs=4096, confidence=0.95, train_seed=0),
+    full=dict(learner=["kmeans", "vqvae"], data="digits", split="all",
+              toy_experiments=[[32, 500], [128, 2000], [512, 500]], vqvae_experiments=[[64, 500], [256, 200]],
+              truth_runs=16384, confidence=0.95, train_seed=0),
     compute=_coverage,
     columns=("learner", "experiments", "summary"),
     grid=("learner",),

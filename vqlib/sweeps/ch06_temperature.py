@@ -67,7 +67,6 @@ def reference_model(x, *, K, L, hidden, epochs, lr, train_seed, n_reference=600,
 
 
 def _pool_loss(model, pool, sample_seed) -> float:
-
     return float(reconstruction_loss(model, pool, seed=sample_seed).mean())
 
 
@@ -90,7 +89,6 @@ def _compute(x, *, beta, K, L, n, hidden, reference_epochs, reference_lr, n_supe
 
 
 def _learned(x, *, K, L, hidden, epochs, lr, train_seed, sample_seed):
-
     x_ref, pool = split_reference_pool(x)
     model = VQVAE(x.shape[1:], K, L, quantizer="softmax", beta="learned", hidden=hidden, seed=train_seed)
     history = fit(model, x_ref, epochs=epochs, lr=lr, train_seed=train_seed, x_val=pool)
