@@ -129,6 +129,7 @@ def write(results: list[dict]) -> None:
         entry = dict(known.get(r["name"], {}))
         entry.update({k: (round(v, 1) if isinstance(v, float) else v) for k, v in r.items()
                       if k in ("quick_s", "full_s", "full_basis")})
+        entry["measured_on"] = datetime.date.today().isoformat()  # the entries not measured now keep their date
         known[r["name"]] = entry
     cpu = platform.processor() or platform.machine()
     body = json.dumps(dict(sorted(known.items())), indent=4, ensure_ascii=False)
@@ -138,7 +139,8 @@ setup cell prints it, through :func:`vqlib.book.profile_note`; teaching.md quote
 Written by ``benchmarks/bench_profiles.py --write``: ``quick_s`` is the whole quick sweep computed
 without the cache (measured); ``full_s`` the whole full sweep, measured (``full_basis`` =
 "measured") or extrapolated linearly from two runs of a fraction of it (``full_basis`` says which
-fraction). Seconds of wall clock on {MACHINE!r}, one thread per process.
+fraction). Seconds of wall clock on {MACHINE!r}, one thread per process; each entry says when it
+was measured (``measured_on``), ``MEASURED_ON`` is the newest.
 GPU: not measured (no GPU was lent to the builds of this book).
 """
 
