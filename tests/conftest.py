@@ -18,3 +18,31 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+#: The hostile-input probes (``test_hostile_*.py``) guard against hangs too: a case that runs past
+#: this many seconds fails as a hang instead of stalling the suite.
+HANG_SECONDS = 60
+
+
+@pytest.fixture(autouse=True)
+def _no_hang(request):
+    """A hostile-probe test that runs past ``HANG_SECONDS`` raises ``TimeoutError`` (the class "hang")."""
+    import signal
+    import threading
+
+    if not request.module.__name__.rsplit(".", 1)[-1].startswith("test_hostile") \
+            or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def hang(*_):
+        raise TimeoutError(f"hang: {request.node.name} ran past {HANG_SECONDS} s")
+
+    old = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(HANG_SECONDS)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)

@@ -48,7 +48,8 @@ def default_device() -> torch.device:
     Raises
     ------
     ValueError
-        When ``VQLIB_DEVICE`` names a device that :func:`resolve_device` refuses.
+        When ``VQLIB_DEVICE`` names a device that :func:`resolve_device` refuses (the message
+        names ``VQLIB_DEVICE``). Every sweep calls this before it computes, training or not.
 
     See also
     --------
@@ -56,7 +57,10 @@ def default_device() -> torch.device:
     """
     wanted = os.environ.get("VQLIB_DEVICE", "").strip()
     if wanted:
-        return resolve_device(wanted)
+        try:
+            return resolve_device(wanted)
+        except ValueError as err:
+            raise ValueError(f"VQLIB_DEVICE={wanted!r}: {err}") from None
     if torch.cuda.is_available():
         return torch.device("cuda")
     mps = getattr(torch.backends, "mps", None)
@@ -70,7 +74,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
     Raises ``ValueError`` naming ``device`` when the name is not a torch device, when
     it is not one vqlib trains on (``cpu``, ``cuda``, ``mps``; ``meta`` holds no data),
-    or when it names an accelerator that this machine does not have.
+    or when it names an accelerator that this machine does not have (``cuda:3`` on a machine
+    with one GPU included).
     :func:`vqlib.fit`, :func:`vqlib.models.fit_ensemble` and ``python -m vqlib run --device`` pass
     their device through here, so a bad device is refused before anything is trained.
 
@@ -104,6 +109,9 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         raise ValueError(f"device={device!r} is not a device vqlib can train on; use 'cpu', 'cuda' or 'mps'")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} asks for CUDA, but no CUDA device is available")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device={device!r} asks for CUDA device {dev.index}, but this machine has "
+                         f"{torch.cuda.device_count()} (cuda:0 … cuda:{torch.cuda.device_count() - 1})")
     if dev.type == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():

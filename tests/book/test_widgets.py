@@ -482,7 +482,7 @@ def fresh_kernel(sh):
 
 
 def frame_files(tmp_path):
-    return sorted((tmp_path / "cache" / "frames").glob("*.png"))
+    return sorted((tmp_path / "cache" / "frames").glob("*.png.frame"))  # one record per image
 
 
 def test_a_rerun_kernel_reads_every_frame_back(shell, tmp_path):

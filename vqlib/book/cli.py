@@ -13,30 +13,39 @@ folder (``VQLIB_CACHE``) to the students' laptops::
 Bad options (an unknown sweep, setting, profile or a value of the wrong type) print one
 line naming the bad value and exit with status 2, as argparse does. ``run`` checks
 everything it can before computing anything: the profile (``--profile`` and
-``VQLIB_PROFILE``), every sweep's settings, that its data are on disk, that ``--out``
-and the cache folder can be written (a read-only cache that holds every job is read).
-Any error, including one raised while computing, is one line with status 2
-(``--debug`` shows the traceback instead); Ctrl-C stops a run with one line saying how
-many jobs are cached, which a rerun of the same command resumes from.
+``VQLIB_PROFILE``), every value of every sweep's settings, every job included
+(:meth:`vqlib.sweeps.Sweep.validate`), that its data are on disk, the device (``--device``
+and ``VQLIB_DEVICE``), that ``--out`` and the cache folder (``VQLIB_CACHE``) can be written (a
+read-only cache that holds every job is read), and with ``--executor dask`` that the scheduler
+of ``VQLIB_DASK_SCHEDULER`` answers within ``VQLIB_DASK_TIMEOUT`` seconds (default 10);
+``--dry-run`` stops there. Any error, including one raised while computing (a diverged
+training's ``FloatingPointError``), is one line with status 2 (``--debug`` shows the traceback
+instead); Ctrl-C stops a run with one line saying how many jobs are cached, under either
+executor, which a rerun of the same command resumes from. ``--out`` is written all at once
+(a temporary file renamed over it): a failed write leaves the previous file as it was; JSON
+output is strict (no NaN), and a table with a non-finite number is refused, not written.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..data import check_available
-from ..device import resolve_device
+from ..device import default_device, resolve_device
 from ..sweeps import all_sweeps
 from ..sweeps import get as get_sweep
-from ..sweeps.cache import cache_dir, writable_problem
+from ..sweeps.cache import cache_dir, rows_problem, writable_problem
+from ..sweeps.jobs import check_executor
 from ..sweeps.profile import PROFILES, current_profile
-from ..tables import rows_to_csv
+from ..tables import rows_to_csv, write_text_atomic
 
 __all__ = ["main", "parse_assignment"]
 
@@ -63,14 +72,27 @@ def parse_assignment(text: str) -> tuple[str, object]:
     """``key=value`` → (key, value); the value is parsed as JSON when it can be, else kept as a string.
 
     ``K=16`` gives 16, ``lr=1e-3`` gives 0.001, ``"Ks=[1, 4]"`` gives [1, 4], ``learner=kmeans``
-    gives "kmeans".
+    gives "kmeans". ``NaN``, ``Infinity`` and numbers beyond a float's range (``1e999``) are
+    refused: no setting takes them, and they would key the cache with a non-number.
     """
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key:
         raise UsageError(f"--set expects key=value, got {text!r}")
+
+    def refuse(token):
+        raise UsageError(f"--set {text}: {token} is not a number a setting can take (finite numbers only)")
+
+    def number(token):
+        value = float(token)
+        if not math.isfinite(value):
+            refuse(token)
+        return value
+
     try:
-        value = json.loads(raw)
+        value = json.loads(raw, parse_constant=refuse, parse_float=number)
+    except RecursionError:
+        raise UsageError(f"--set {key}=…: the value is nested too deeply") from None
     except ValueError:
         value = raw
     return key, value
@@ -235,15 +257,21 @@ def _cell(value):
 
 
 def _write(rows: list[dict], path: str) -> None:
+    """The rows to ``path``, all at once (a failed write leaves the previous file as it was).
+
+    Only finite numbers: a table with a NaN or an infinity is refused before anything is
+    written, and JSON is strict (``allow_nan=False``)."""
+    problem = rows_problem(rows)
+    if problem is not None:
+        raise UsageError(f"--out {path}: nothing written: {problem.removeprefix('its ')}")
     try:
         if path.endswith(".json"):
-            with open(path, "w") as fh:
-                json.dump(rows, fh)
+            write_text_atomic(path, json.dumps(rows, allow_nan=False))
         else:
             columns = list(dict.fromkeys(key for row in rows for key in row))  # rows may differ in their keys
             rows_to_csv([{k: _cell(row.get(k, "")) for k in columns} for row in rows], path)
     except OSError as err:
-        raise UsageError(f"--out {path}: cannot be written ({err.strerror or err})") from None
+        raise UsageError(f"--out {path}: cannot be written ({err.strerror or err}); nothing was changed") from None
 
 
 def _check_out(path: str) -> None:
@@ -261,6 +289,9 @@ def _check_out(path: str) -> None:
             pass
         if not existed:
             target.unlink()
+        # the table is written next to it first, then renamed: the folder must take a new file
+        with tempfile.TemporaryFile(dir=Path(os.path.realpath(target)).parent):
+            pass
     except OSError as err:
         raise UsageError(f"--out {path}: cannot be written ({err.strerror or err})") from None
 
@@ -338,16 +369,34 @@ def _run_one(sweep, args, overrides: dict) -> list[dict]:
     return rows
 
 
+def _check_environment(args):
+    """The device (``--device``, else ``VQLIB_DEVICE``) and the cache folder (``VQLIB_CACHE``); the folder."""
+    try:
+        if args.device is not None:
+            resolve_device(args.device)
+        else:
+            default_device()  # a bad VQLIB_DEVICE is refused here, whether the sweep trains or not
+        return None if args.no_cache else cache_dir()
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+
+
+def _check_executor(args) -> None:
+    """``--executor`` and ``--workers``, and under Dask the scheduler: it must answer, within a timeout."""
+    if args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    try:
+        check_executor(args.executor, args.workers)
+    except (ValueError, OSError, ImportError) as err:
+        raise UsageError(f"--executor {args.executor}: {_one_line(err)}") from None
+
+
 def _cmd_run(args) -> int:
     _resolve_profile(args)
     if args.workers < 1:
         raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    root = _check_environment(args)
     if args.device is not None:
-
-        try:
-            resolve_device(args.device)
-        except ValueError as err:
-            raise UsageError(str(err)) from None
         os.environ["VQLIB_DEVICE"] = args.device
     if args.name == "all":
         if args.set:
@@ -357,13 +406,22 @@ def _cmd_run(args) -> int:
         sweep = _sweep(args.name)
         plan = [(sweep, _overrides(sweep, args.profile, args.set))]
     # everything that can be checked is checked before anything is computed
+    n_jobs = 0
     for sweep, overrides in plan:
         _check_data(sweep, _config(sweep, args.profile, overrides))
+        try:  # every value of every setting, job by job: none is computed before all are checked
+            n_jobs += sweep.validate(args.profile, **overrides)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
     if args.out:
         _check_out(args.out)
-    root = None if args.no_cache else cache_dir()
     if root is not None:
         _check_cache(root, plan, args)
+    _check_executor(args)
+    if args.dry_run:
+        print(f"checked {_jobs(n_jobs)} of {len(plan)} sweep{'s' if len(plan) != 1 else ''}: nothing computed "
+              f"(cache: {'off' if root is None else root})")
+        return 0
     print(f"cache: {'off' if root is None else root}")
     rows = []
     try:
@@ -371,7 +429,14 @@ def _cmd_run(args) -> int:
             try:
                 new = _run_one(sweep, args, overrides)
             except ValueError as err:  # vqlib names a bad value (K = 0, n too large for the data, …) this way
-                raise UsageError(f"{sweep.name}: {err}") from None
+                if args.debug:
+                    raise
+                raise UsageError(f"{sweep.name}: {_one_line(err)}") from None
+            except FloatingPointError as err:  # a diverged training (a learning rate too large, …)
+                if args.debug:
+                    raise
+                raise UsageError(f"{sweep.name}: FloatingPointError: {_one_line(err)}; nothing of that job "
+                                 "was cached") from None
             if args.name == "all":  # one table for every sweep: a first column says which
                 new = [{"sweep": sweep.name, **row} for row in new]
             rows.extend(new)
@@ -445,7 +510,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--refresh", action="store_true", help="recompute every job and overwrite its cache entry")
     p_run.add_argument("--executor", choices=("serial", "dask"), default="serial",
                        help="'serial' computes the jobs one after another in this process (default); 'dask' "
-                            "sends them to a local Dask cluster (needs the optional dask extra)")
+                            "sends them to a local Dask cluster, or to the scheduler named by VQLIB_DASK_SCHEDULER, "
+                            "which must answer within VQLIB_DASK_TIMEOUT seconds (default 10) (needs the optional "
+                            "dask extra)")
     p_run.add_argument("--workers", type=int, default=2, metavar="N",
                        help="number of Dask worker processes with --executor dask (default 2)")
     p_run.add_argument("--device", metavar="DEVICE",
@@ -453,6 +520,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "VQLIB_DEVICE, else CUDA when present, else CPU. The device is not part of the cache "
                             "key: results agree across devices up to float rounding")
     p_run.add_argument("--progress", action="store_true", help="show a progress bar over the jobs (serial executor)")
+    p_run.add_argument("--dry-run", action="store_true",
+                       help="check the whole command (every job's settings, the data, the device, --out, the cache "
+                            "folder, the Dask scheduler) and stop before computing anything")
     p_run.set_defaults(func=_cmd_run)
     return parser
 

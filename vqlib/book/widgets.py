@@ -22,7 +22,9 @@ Where ipywidgets has no ``Stack`` (version 7), a ``Tab`` takes its place.
 
 Frames are cached (:mod:`vqlib.book.frames`): a chapter executed again in a fresh kernel reads
 each frame back from ``$VQLIB_CACHE/frames`` instead of drawing it, when nothing that could
-change it has changed. Outside an IPython kernel every frame is drawn.
+change it has changed (the cells, the files they read, ...) and the stored frame is sound (a
+complete record that decodes as an image of its format and of the size drawn; anything else is
+warned about, moved aside and drawn again). Outside an IPython kernel every frame is drawn.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.transforms import Bbox
 
-from .frames import frame_path, read_frame, write_frame
+from .frames import cached_image, frame_path
 from .plots import BOOK_WIDTH, DPI, figure_legend
 
 __all__ = ["KERNEL_NOTE", "SweepPanel", "axes_renderer", "small_multiples", "sweep_panel"]
@@ -134,17 +136,13 @@ def _detached_figure(figsize: tuple[float, float]) -> Figure:
 
 def _frames(render: Render, grid: dict[str, list[Any]], fmt: str, dpi: int, cache: bool) -> dict[tuple, bytes]:
     """Every frame of a panel, read from the image cache (:mod:`vqlib.book.frames`) where it holds
-    them, else drawn (and stored)."""
-    settings = _settings(grid)
-    paths = [frame_path("widget frame", fmt, getattr(render, "__name__", ""), repr(grid), dpi, repr(s))
-             for s in settings] if cache else [None] * len(settings)
+    a sound one, else drawn (and stored). Each frame is keyed just before it is read or drawn,
+    so that a file an earlier frame's drawing opened is part of the later frames' keys."""
     images = {}
-    for s, path in zip(settings, paths):
-        data = read_frame(path, fmt)
-        if data is None:
-            data = _to_bytes(render(**s), fmt=fmt, dpi=dpi, setting=s)
-            write_frame(path, data)
-        images[_key(s)] = data
+    for s in _settings(grid):
+        path = frame_path("widget frame", fmt, getattr(render, "__name__", ""), repr(grid), dpi,
+                          repr(s)) if cache else None
+        images[_key(s)] = cached_image(path, fmt, lambda s=s: _to_bytes(render(**s), fmt=fmt, dpi=dpi, setting=s))
     return images
 
 

@@ -49,7 +49,8 @@ import numpy as np
 from scipy.special import logsumexp
 from scipy.stats import beta as beta_distribution
 
-from .._checks import positive_int, unit_float
+from .._checks import (fits, fits_in_memory, flag, mapping, nonnegative_float, positive_int,
+                       real_array, real_number, short, unit_float)
 
 __all__ = [
     "CertificateWarning",
@@ -148,13 +149,10 @@ def betting_ucb(values, *, low: float, high: float, delta: float, stake: float =
 
     See also: :func:`certify`; chapter 2.
     """
-    x = np.asarray(values, dtype=float).reshape(-1)
-    if x.size == 0:
-        raise ValueError("values must not be empty")
+    x = real_array(values, "values", allow_bool=False).reshape(-1)  # non-empty, finite real numbers
+    low, high = real_number(low, "low"), real_number(high, "high")
     if not (math.isfinite(low) and math.isfinite(high) and low < high):
         raise ValueError(f"need finite low < high, got low={low!r}, high={high!r}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError("values must be finite (found NaN or inf)")
     tol = 1e-12 * max(1.0, abs(low), abs(high))
     if np.any(x < low - tol) or np.any(x > high + tol):
         raise ValueError(f"values must lie in [{low}, {high}], found [{x.min()}, {x.max()}]")
@@ -188,9 +186,12 @@ def clopper_pearson(counts, totals, delta: float) -> tuple[np.ndarray, np.ndarra
     ``counts`` successes out of ``totals`` trials; the interval misses the true
     proportion with probability ≤ δ (δ/2 on each side). A zero total gives [0, 1].
     """
-    c = np.asarray(counts, dtype=float)
-    N = np.asarray(totals, dtype=float)
-    c, N = np.broadcast_arrays(c, N)
+    c = real_array(counts, "counts", allow_empty=True, allow_bool=False)
+    N = real_array(totals, "totals", allow_empty=True, allow_bool=False)
+    try:
+        c, N = np.broadcast_arrays(c, N)
+    except ValueError:
+        raise ValueError(f"counts and totals must broadcast together, got shapes {c.shape} and {N.shape}") from None
     if np.any(c < 0) or np.any(c > N):
         raise ValueError("counts must lie between 0 and totals")
     delta = _check_delta(delta)
@@ -258,14 +259,25 @@ def _kl_rows(p: np.ndarray, q: np.ndarray) -> np.ndarray:
 #: The most vertices per law the exact maximum of :func:`max_information` enumerates: a statistic
 #: with k cells has k·2^(k−1) candidate vertices, 2304 at k = 9 (the pair of losses at n_bins = 3).
 MAX_VERTICES = 2304
+#: Pairs whose candidate vertices :func:`max_information` enumerates at once (k = 9: about 21 MB per law).
+VERTEX_PAIRS = 16
+
+
+#: The most cells a statistic may have: k·2^(k−1) ≤ MAX_VERTICES.
+MAX_CELLS = 9
 
 
 def check_cells(k: int, what: str = "the statistic") -> None:
-    """Refuse, before allocating, a statistic whose boxes have too many vertices to enumerate."""
-    if k * 2 ** (k - 1) > MAX_VERTICES:
-        raise ValueError(f"{what} has k={k} cells, whose boxes have {k * 2 ** (k - 1)} candidate vertices per law "
-                         f"(at most {MAX_VERTICES}, k ≤ 9): use fewer bins (n_bins ≤ 9 for the loss difference, "
-                         f"n_bins ≤ 3 for the pair of losses, whose cells are n_bins²)")
+    """Refuse, before allocating, a statistic whose boxes have too many vertices to enumerate.
+
+    ``k`` of any size is answered at once (the count of vertices is never computed beyond k = 64).
+    """
+    k = positive_int(k, "k")
+    if k > MAX_CELLS:
+        count = str(k * 2 ** (k - 1)) if k <= 64 else "more than 2**63"
+        raise ValueError(f"{what} has k={short(k)} cells, whose boxes have {count} candidate vertices per law "
+                         f"(at most {MAX_VERTICES}, k ≤ {MAX_CELLS}): use fewer bins (n_bins ≤ 9 for the loss "
+                         f"difference, n_bins ≤ 3 for the pair of losses, whose cells are n_bins²)")
 
 
 def max_information(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -279,18 +291,21 @@ def max_information(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     allocating.
     """
     check_cells(lo.shape[-1])
-    V0, ok0 = _vertices(lo[:, 0], hi[:, 0])  # (pairs, V, k)
-    V1, ok1 = _vertices(lo[:, 1], hi[:, 1])
-    best = np.full(len(V0), -np.inf)
-    for i in range(len(V0)):  # the feasible vertices only (most candidates are not), in blocks of ≤ 2^22 elements
-        p0 = np.unique(V0[i][ok0[i]], axis=0)
-        p1 = np.unique(V1[i][ok1[i]], axis=0)
-        block = max(1, (2 ** 22) // max(1, len(p1) * p0.shape[-1]))
-        for start in range(0, len(p0), block):
-            a = p0[start:start + block, None, :]
-            mid = 0.5 * (a + p1[None])
-            js = 0.5 * _kl_rows(a, mid) + 0.5 * _kl_rows(p1[None], mid)
-            best[i] = max(best[i], float(js.max()))
+    best = np.full(len(lo), -np.inf)
+    for first in range(0, len(lo), VERTEX_PAIRS):  # the candidates of a few pairs at a time: bounded memory
+        rows = slice(first, first + VERTEX_PAIRS)
+        V0, ok0 = _vertices(lo[rows, 0], hi[rows, 0])  # (block of pairs, V, k)
+        V1, ok1 = _vertices(lo[rows, 1], hi[rows, 1])
+        for j in range(len(V0)):  # the feasible vertices only (most candidates are not), in blocks of ≤ 2^22 elements
+            i = first + j
+            p0 = np.unique(V0[j][ok0[j]], axis=0)
+            p1 = np.unique(V1[j][ok1[j]], axis=0)
+            block = max(1, (2 ** 22) // max(1, len(p1) * p0.shape[-1]))
+            for start in range(0, len(p0), block):
+                a = p0[start:start + block, None, :]
+                mid = 0.5 * (a + p1[None])
+                js = 0.5 * _kl_rows(a, mid) + 0.5 * _kl_rows(p1[None], mid)
+                best[i] = max(best[i], float(js.max()))
     return np.minimum(best, math.log(2))
 
 
@@ -331,6 +346,10 @@ def _log_cosh(t: np.ndarray) -> np.ndarray:
     return t + np.log1p(np.exp(-2 * t)) - math.log(2)
 
 
+#: Pairs whose λ grid :func:`cosh_bound_over_box` evaluates at once (k = 9: about 9 MB per array).
+COSH_PAIRS = 512
+
+
 def cosh_bound_over_box(information, law, values) -> np.ndarray:
     """min over the λ grid of (I + log Σ_j law_j cosh(λ v_j)) / λ, per pair (chapter 2).
 
@@ -342,11 +361,15 @@ def cosh_bound_over_box(information, law, values) -> np.ndarray:
     with np.errstate(divide="ignore"):
         log_law = np.log(np.asarray(law, dtype=float))  # (pairs, k)
     v = np.asarray(values, dtype=float)
-    lc = _log_cosh(LAMBDAS[None, :, None] * v[:, None, :])  # (pairs, G, k)
-    log_moment = logsumexp(log_law[:, None, :] + lc, axis=-1)  # (pairs, G)
-    objective = (info + np.maximum(log_moment, 0.0)) / LAMBDAS[None, :]
+    best = np.empty(len(v))
+    for first in range(0, len(v), COSH_PAIRS):  # a block of pairs at a time: (block, G, k), bounded memory
+        rows = slice(first, first + COSH_PAIRS)
+        lc = _log_cosh(LAMBDAS[None, :, None] * v[rows, None, :])  # (block, G, k)
+        log_moment = logsumexp(log_law[rows, None, :] + lc, axis=-1)  # (block, G)
+        objective = (info[rows] + np.maximum(log_moment, 0.0)) / LAMBDAS[None, :]
+        best[rows] = objective.min(-1)
     top = np.abs(v).max(-1)
-    return np.minimum(objective.min(-1), np.sqrt(2 * info[:, 0]) * top)
+    return np.minimum(best, np.sqrt(2 * info[:, 0]) * top)
 
 
 #: Subintervals of each side of a two-cell box on which :func:`cosh_bound_two_cells` bounds the objective.
@@ -541,24 +564,23 @@ def _pair_of_losses(fit_loss, est_loss, n_bins) -> _Statistic:
 
 
 def _as_float_array(x, name: str) -> np.ndarray:
-    try:
-        arr = np.asarray(x, dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be an array of numbers: {exc}") from None
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite (found NaN or inf)")
-    return arr
+    """``x`` as finite float64 numbers: complex, strings, objects, booleans and NaN refused, naming ``name``."""
+    return real_array(x, name, allow_empty=True, allow_bool=False)
 
 
 def check_runs(losses, masks) -> tuple[np.ndarray, np.ndarray]:
-    """``losses`` (S, M, n, 2) in [0, 1] and ``masks`` (S, M, n) of 0/1, or a ValueError naming the argument."""
+    """``losses`` (S, M, n, 2) in [0, 1] and ``masks`` (S, M, n) of 0/1, or a ValueError naming the argument.
+
+    Losses are real numbers (complex, strings, objects and booleans are refused, never cast); mask
+    bits may be booleans. Tensors are detached.
+    """
     loss = _as_float_array(losses, "losses")
     if loss.ndim != 4 or loss.shape[-1] != 2:
         raise ValueError(f"losses must have shape (S, M, n, 2) (supersamples, masks, pairs, the pair's two points), "
                          f"got {loss.shape}")
     if np.any(loss < 0) or np.any(loss > 1):
         raise ValueError(f"losses must lie in [0, 1] (a bounded loss), found values in [{loss.min()}, {loss.max()}]")
-    U = _as_float_array(masks, "masks")
+    U = real_array(masks, "masks", allow_empty=True)
     if U.shape != loss.shape[:3]:
         raise ValueError(f"masks must have shape {loss.shape[:3]} (S, M, n) to match losses, got {U.shape}")
     if not np.all((U == 0) | (U == 1)):
@@ -575,6 +597,35 @@ def _check_posteriors(p, name: str, shape: tuple) -> np.ndarray:
     if np.any(arr < 0) or np.any(np.abs(arr.sum(-1) - 1) > 1e-4):
         raise ValueError(f"{name} must hold probability vectors over the K codes (non-negative, summing to 1)")
     return arr
+
+
+#: Bytes per (run, pair) that certify's loss families hold at once (losses, masks, their pooled copies,
+#: the binned statistics and their residuals), measured with tracemalloc and rounded up.
+RUN_BYTES = 400
+#: Bytes per posterior entry (run, pair, point, position, code) the LV families hold at once (the input's
+#: float64 copy, the pooled copy, and the KL's temporaries), measured likewise and rounded up.
+POSTERIOR_BYTES = 56
+
+
+def certify_bytes(S: int, M: int, n: int, n_bins: int = 2, families=("ld", "e", "held_out"),
+                  posterior_shape: tuple | None = None) -> int:
+    """About how many bytes :func:`certify` holds at once for S × M × n runs (its peak, from above).
+
+    The loss families hold a few dozen float64 numbers per (run, pair) and, per pair, the λ grid of
+    the cosh form in blocks; the LV families a few copies of the posteriors (S, M, n, 2, L, K).
+    :func:`certify` refuses, before allocating, runs whose estimate exceeds this machine's memory.
+    """
+    pairs = S * n
+    total = RUN_BYTES * M * pairs + 2**24  # and a margin for the blocks of the boxes and vertices
+    cells = [k for fam, k in (("ld", n_bins), ("e", n_bins * n_bins)) if fam in families and k <= MAX_CELLS]
+    if cells:
+        k = max(cells)
+        total += 6 * 8 * min(pairs, COSH_PAIRS) * LAMBDAS.size * k  # cosh_bound_over_box, one block
+        total += 6 * 8 * min(pairs, VERTEX_PAIRS) * k * 2 ** (k - 1) * k  # max_information, one block
+        total += 16 * 8 * pairs * k  # the boxes and counts (pairs, 2, k)
+    if posterior_shape is not None:
+        total += POSTERIOR_BYTES * math.prod(posterior_shape)
+    return total
 
 
 # --------------------------------------------------------------------------- the certificate
@@ -729,9 +780,34 @@ def certify(losses, masks, *, confidence: float = 0.95, n_bins: int = 2, fit_fra
     options = dict(confidence=confidence, n_bins=n_bins, fit_fraction=fit_fraction, posteriors=posteriors,
                    reference=reference, decoder_information=decoder_information, eps=eps, information=information,
                    kl_terms=kl_terms, kl_ranges=kl_ranges, control=control, families=families, select=select)
-    cert = _certify(losses, masks, **options)
-    _explain_vacuous(cert, losses, masks, options, warn=warn)
+    loss, U = check_runs(losses, masks)
+    warn = flag(warn, "warn")
+    cert = _certify(loss, U, **options)
+    _explain_vacuous(cert, loss, U, options, warn=warn)
     return cert
+
+
+def _real_option(value, name: str, what: str, ok, says: str | None = None) -> float:
+    """A scalar option as a float: a real number (not a bool, not beyond float), finite, with ``ok(value)``."""
+    value = real_number(value, name) if not isinstance(value, (bool, np.bool_)) else value
+    if isinstance(value, (bool, np.bool_)) or not math.isfinite(value) or not ok(value):
+        raise ValueError(f"{name} {says or 'must be ' + what}, got {short(value)}")
+    return value
+
+
+def _family_names(families) -> list[str]:
+    """``families`` (a name or an iterable of names) as a list without repeats, or a ValueError naming it."""
+    if isinstance(families, str):
+        families = [families]
+    try:
+        names = list(families)
+    except TypeError:
+        raise ValueError(f"families must be a list of family names, got {short(families)}") from None
+    if not all(isinstance(f, str) for f in names):
+        raise ValueError(f"families must be a list of family names (strings), got {short(names)}")
+    if not names:
+        raise ValueError("families must name at least one family to certify, got none")
+    return list(dict.fromkeys(names))
 
 
 def _kl_sum(p, prior) -> np.ndarray:
@@ -748,14 +824,11 @@ def _certify(losses, masks, *, confidence, n_bins, fit_fraction, posteriors, ref
     confidence = unit_float(confidence, "confidence", open_left=True, open_right=True)
     n_bins = positive_int(n_bins, "n_bins")
     fit_fraction = unit_float(fit_fraction, "fit_fraction", open_left=True, open_right=True)
-    if isinstance(select, (bool, np.bool_)) is False:
-        raise ValueError(f"select must be True or False, got {select!r}")
-    if isinstance(decoder_information, bool) or not isinstance(decoder_information, (int, float)) \
-            or not (math.isfinite(decoder_information) and decoder_information >= 0):
-        raise ValueError(f"decoder_information must be a finite number ≥ 0, got {decoder_information!r}")
-    if information is not None and (isinstance(information, bool) or not isinstance(information, (int, float))
-                                    or not (math.isfinite(information) and information >= 0)):
-        raise ValueError(f"information must be a finite number ≥ 0 (a proved bound on I(b; U)), got {information!r}")
+    select = flag(select, "select")
+    decoder_information = nonnegative_float(decoder_information, "decoder_information")
+    if information is not None:
+        information = _real_option(information, "information", "a finite number ≥ 0 (a proved bound on I(b; U))",
+                                   lambda v: v >= 0)
     S, M, n, _ = loss.shape
     if M < 2:
         raise ValueError(f"masks must hold at least 2 runs per supersample (one to fit the bins, one to estimate), "
@@ -771,25 +844,31 @@ def _certify(losses, masks, *, confidence, n_bins, fit_fraction, posteriors, ref
         ref = _check_posteriors(reference, "reference", (S, n, 2))
         if ref.shape[-2:] != post.shape[-2:]:
             raise ValueError(f"reference must have (L, K) = {post.shape[-2:]}, got {ref.shape[-2:]}")
-    if not (isinstance(eps, (int, float)) and not isinstance(eps, bool) and 0 < eps < 1):
-        raise ValueError(f"eps must lie in (0, 1), got {eps!r}")
+    eps = _real_option(eps, "eps", "a number in (0, 1)", lambda v: 0 < v < 1, "must lie in (0, 1)")
     extra = {}
-    for name, term in (kl_terms or {}).items():
-        kl, high = term
+    for name, term in mapping(kl_terms, "kl_terms").items():
+        if not isinstance(name, str):
+            raise ValueError(f"kl_terms names must be strings (the prior's name, certified as lv_<name>), got "
+                             f"{short(name)}")
+        try:
+            kl, high = term
+        except (TypeError, ValueError):
+            raise ValueError(f"kl_terms[{name!r}] must be a pair (kl of shape {(S, M, n)}, high), got "
+                             f"{type(term).__name__}") from None
+        high = _real_option(high, f"kl_terms[{name!r}] high", "a finite number > 0", lambda v: v > 0)
         kl = _as_float_array(kl, f"kl_terms[{name!r}]")
         if kl.shape != (S, M, n):
             raise ValueError(f"kl_terms[{name!r}] must have shape {(S, M, n)}, got {kl.shape}")
-        if not (math.isfinite(high) and high > 0) or np.any(kl < -1e-9) or np.any(kl > high * (1 + 1e-9) + 1e-12):
+        if np.any(kl < -1e-9) or np.any(kl > high * (1 + 1e-9) + 1e-12):
             raise ValueError(f"kl_terms[{name!r}] must lie in [0, high] with a finite high > 0 "
                              f"(high={high!r}, values in [{kl.min()}, {kl.max()}])")
         extra[name] = (np.clip(kl, 0, high), float(high))
     ranges = {}
-    for name, high in (kl_ranges or {}).items():
-        if name not in ("uniform", "marginal", "reference", "aggregated"):
-            raise ValueError(f"kl_ranges has an unknown prior {name!r}: use uniform, marginal, reference or aggregated")
-        if isinstance(high, bool) or not isinstance(high, (int, float)) or not (math.isfinite(high) and high > 0):
-            raise ValueError(f"kl_ranges[{name!r}] must be a finite number > 0, got {high!r}")
-        ranges[name] = float(high)
+    for name, high in mapping(kl_ranges, "kl_ranges").items():
+        if not isinstance(name, str) or name not in ("uniform", "marginal", "reference", "aggregated"):
+            raise ValueError(f"kl_ranges has an unknown prior {short(name)}: use uniform, marginal, reference or "
+                             f"aggregated")
+        ranges[name] = _real_option(high, f"kl_ranges[{name!r}]", "a finite number > 0", lambda v: v > 0)
     c = np.zeros((S, n))
     if control is not None:
         c = _as_float_array(control, "control")
@@ -807,14 +886,19 @@ def _certify(losses, masks, *, confidence, n_bins, fit_fraction, posteriors, ref
     if families is None:
         wanted = list(allowed)
     else:
-        wanted = list(dict.fromkeys(families if not isinstance(families, str) else [families]))
+        wanted = _family_names(families)
         unknown = [f for f in wanted if f not in allowed]
         if unknown:
             raise ValueError(f"families {unknown} are not among those these inputs allow: {allowed}")
     if "e" in wanted:
-        check_cells(n_bins * n_bins, f"the pair of losses (n_bins={n_bins})")
+        check_cells(n_bins * n_bins, f"the pair of losses (n_bins={short(n_bins)})")
     if "ld" in wanted:
-        check_cells(n_bins, f"the loss difference (n_bins={n_bins})")
+        check_cells(n_bins, f"the loss difference (n_bins={short(n_bins)})")
+    post_shape = None if post is None else post.shape
+    fits_in_memory(certify_bytes(S, M, n, n_bins, wanted, post_shape),
+                   f"certify on S={S}, M={M}, n={n} runs" + ("" if post is None else
+                                                              f" with posteriors of (L, K) = {post.shape[-2:]}"),
+                   need="of working memory")
 
     # pairs of every supersample side by side: (runs, S·n)
     def pool(a, runs):
@@ -994,8 +1078,8 @@ def _explain_vacuous(cert: Certificate, losses, masks, options: dict, warn: bool
     helpable = [k for k in stuck if k not in hopeless]
     if not helpable:
         return
-    loss, U = np.asarray(losses, dtype=float), np.asarray(masks)
-    S, M = loss.shape[:2]
+    loss, U = losses, masks  # checked by certify
+    S, M, n = loss.shape[:3]
     # Simulate the loss-based families only: as if every run had been seen `factor` times,
     # with the LV families' share of δ kept aside (their arrays are large; they get no number).
     lv_families = sum(1 for k, kind in cert.kinds.items() if k.startswith("lv_") and kind == "certified")
@@ -1003,7 +1087,12 @@ def _explain_vacuous(cert: Certificate, losses, masks, options: dict, warn: bool
     simulated = dict(options, posteriors=None, reference=None, kl_terms=None, kl_ranges=None, families=loss_families)
     needed: dict[str, int] = {}
     factor = 2
+    out_of_memory = False
     while any(not k.startswith("lv_") for k in helpable) and M * factor <= MOST_MASKS_SIMULATED:
+        # the simulated runs and what certify holds for them: stop where they would not fit in memory
+        if not fits(certify_bytes(S, M * factor, n, options["n_bins"], loss_families) + 24 * S * M * factor * n):
+            out_of_memory = True
+            break
         idx = np.tile(np.arange(M), factor)
         more = _certify(loss[:, idx], U[:, idx], reserve_families=lv_families, **simulated)
         for k in list(helpable):
@@ -1018,6 +1107,10 @@ def _explain_vacuous(cert: Certificate, losses, masks, options: dict, warn: bool
         elif k in helpable and k.startswith("lv_"):
             message = (f"{k}: vacuous (reported as 1) with {M} masks per supersample at confidence "
                        f"{cert.confidence}; its estimate is below 1, so more masks would help.")
+        elif k in helpable and out_of_memory:
+            message = (f"{k}: vacuous (reported as 1) with {M} masks per supersample at confidence "
+                       f"{cert.confidence}; more than {M * factor // 2} would be needed, and simulating more "
+                       f"would not fit in this machine's memory.")
         elif k in helpable:
             message = (f"{k}: vacuous (reported as 1) with {M} masks per supersample at confidence "
                        f"{cert.confidence}; more than {M * factor // 2} would be needed.")
@@ -1038,4 +1131,13 @@ def certified_bounds(losses, masks, *, confidence: float = 0.95, **options) -> d
     Options as in :func:`certify` (``posteriors``, ``reference``, ``n_bins``,
     ``fit_fraction``, ``decoder_information``).
     """
+    unknown = sorted(set(options) - set(CERTIFY_OPTIONS), key=str)
+    if unknown:
+        raise ValueError(f"certified_bounds got unknown options {unknown}; its options are certify's: "
+                         f"{', '.join(CERTIFY_OPTIONS)}")
     return dict(certify(losses, masks, confidence=confidence, **options).values)
+
+
+#: The keyword options of :func:`certify` (and so of :func:`certified_bounds`) besides ``confidence``.
+CERTIFY_OPTIONS = ("n_bins", "fit_fraction", "posteriors", "reference", "decoder_information", "eps", "information",
+                   "kl_terms", "kl_ranges", "control", "families", "select", "warn")

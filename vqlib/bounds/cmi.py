@@ -80,7 +80,7 @@ def dv_cosh_bound(information: float, values) -> float:
     pair_terms, sqrt_bound; chapter 2.
     """
     information = nonnegative_float(information, "information")
-    v = np.abs(real_array(values, "values").reshape(-1))
+    v = np.abs(real_array(values, "values", allow_bool=False).reshape(-1))
     top = float(v.max())
     if information == 0 or top == 0:
         return 0.0
@@ -163,7 +163,8 @@ def pair_terms(loss0, loss1, U, n_bins: int = 2) -> dict[str, float]:
     --------
     dv_cosh_bound, latent_kl_terms, vqlib.bounds.information.plugin_mi, vqlib.run_supersample; chapter 2.
     """
-    loss0, loss1 = unit_array(loss0, "loss0", allow_empty=True), unit_array(loss1, "loss1", allow_empty=True)
+    loss0 = unit_array(loss0, "loss0", allow_empty=True, allow_bool=False)
+    loss1 = unit_array(loss1, "loss1", allow_empty=True, allow_bool=False)
     U = binary_array(U, "U", allow_empty=True)
     if not (loss0.shape == loss1.shape == U.shape) or loss0.ndim != 1:
         raise ValueError(f"loss0, loss1 and U must be 1-D of one length, got {loss0.shape}, {loss1.shape}, {U.shape}")
@@ -238,7 +239,7 @@ def latent_kl_terms(posteriors, reference=None, aggregated=None, eps: float = 0.
     --------
     pair_terms, vqlib.bounds.information.kl_categorical, vqlib.bounds.information.kl_to_uniform; chapter 4.
     """
-    p = distributions(posteriors, "posteriors")
+    p = distributions(posteriors, "posteriors", allow_bool=False)
     if p.ndim != 4 or p.shape[0] < 2 or p.shape[1] != 2 or p.shape[2] < 1:
         raise ValueError(f"posteriors must have shape (runs ≥ 2, 2, L, K), got {p.shape}")
     eps = unit_float(eps, "eps", open_left=True, open_right=True)
@@ -258,12 +259,12 @@ def latent_kl_terms(posteriors, reference=None, aggregated=None, eps: float = 0.
         "kl_marginal": kl_to((1 - eps) * leave_one_out + eps / K),
     }
     if reference is not None:
-        ref = distributions(reference, "reference")
+        ref = distributions(reference, "reference", allow_bool=False)
         if ref.shape != p.shape[1:]:
             raise ValueError(f"reference must have shape {p.shape[1:]}, got {ref.shape}")
         out["kl_reference"] = kl_to((1 - eps) * ref[None] + eps / K)
     if aggregated is not None:
-        agg = distributions(aggregated, "aggregated")
+        agg = distributions(aggregated, "aggregated", allow_bool=False)
         if agg.shape != p.shape[2:]:
             raise ValueError(f"aggregated must have shape {p.shape[2:]}, got {agg.shape}")
         out["kl_aggregated"] = kl_to((1 - eps) * agg[None, None] + eps / K)
@@ -380,5 +381,8 @@ def sample_cmi_bound(cmi: float, n: int, Delta: float = 1.0) -> float:
     value = float(_mi_values(cmi, "cmi"))
     n = positive_int(n, "n")
     Delta = positive_float(Delta, "Delta")
-    return Delta * float(np.sqrt(2.0 * value / n))
+    try:
+        return Delta * float(np.sqrt(2.0 * value / n))
+    except OverflowError:  # n beyond float range: √(2I/n) from logarithms, which take integers of any size
+        return 0.0 if value == 0 else Delta * math.exp(0.5 * (math.log(2.0) + math.log(value) - math.log(n)))
 

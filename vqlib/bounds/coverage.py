@@ -22,14 +22,31 @@ import math
 
 import numpy as np
 
-from .._checks import positive_int, unit_float
-from .certificates import (_certify, _loss_difference, _pair_of_losses, _plug_in_pairs, check_runs,
-                           clopper_pearson)
+from .._checks import binary_array, fits_in_memory, positive_int, real_array, short, unit_array, unit_float
+from .certificates import (_certify, _loss_difference, _pair_of_losses, _plug_in_pairs, certify_bytes, check_cells,
+                           check_runs, clopper_pearson)
 
 __all__ = ["coverage_study", "summarise_coverage", "true_values"]
 
 #: The families chapter 2's table certifies, and so the ones the coverage study checks.
 FAMILIES = ("ld", "e", "held_out")
+#: Bytes per (truth run, pair, bin) :func:`true_values` holds at once (the binned statistics of both
+#: bounds and their residuals), measured with tracemalloc and rounded up.
+TRUTH_BYTES = 200
+
+
+def _check_pool(losses, masks, lname: str, mname: str, least: int) -> tuple[np.ndarray, np.ndarray]:
+    """A pool of runs of one supersample: losses (T, n, 2) in [0, 1] and masks (T, n) of 0/1, T ≥ ``least``."""
+    loss = unit_array(losses, lname, allow_bool=False)
+    if loss.ndim != 3 or loss.shape[-1] != 2:
+        raise ValueError(f"{lname} must have shape (T, n, 2) (runs, pairs, the pair's two points), got {loss.shape}")
+    if len(loss) < least:
+        raise ValueError(f"{lname} must hold at least {least} runs, got {len(loss)}"
+                         + (" (the standard error of the true gap needs two)" if least == 2 else ""))
+    U = binary_array(masks, mname)
+    if U.shape != loss.shape[:2]:
+        raise ValueError(f"{mname} must have shape {loss.shape[:2]} (T, n) to match {lname}, got {U.shape}")
+    return loss, U
 
 
 def true_values(fit_losses, fit_masks, truth_losses, truth_masks, n_bins: int = 2) -> dict[str, float]:
@@ -50,8 +67,14 @@ def true_values(fit_losses, fit_masks, truth_losses, truth_masks, n_bins: int = 
     -------
     dict: ``gap``, ``gap_sem`` (over truth runs), ``ld_cmi_cosh``, ``e_cmi_cosh``.
     """
-    fl, fu = np.asarray(fit_losses, float), np.asarray(fit_masks)
-    tl, tu = np.asarray(truth_losses, float), np.asarray(truth_masks)
+    fl, fu = _check_pool(fit_losses, fit_masks, "fit_losses", "fit_masks", least=1)
+    tl, tu = _check_pool(truth_losses, truth_masks, "truth_losses", "truth_masks", least=2)
+    if tl.shape[1] != fl.shape[1]:
+        raise ValueError(f"truth_losses must have n = {fl.shape[1]} pairs like fit_losses, got {tl.shape[1]}")
+    n_bins = positive_int(n_bins, "n_bins")
+    fits_in_memory(TRUTH_BYTES * len(tl) * tl.shape[1] * (n_bins + 1),
+                   f"true_values on a truth pool of {len(tl)} runs of {tl.shape[1]} pairs with n_bins={short(n_bins)}",
+                   need="of working memory")
     t_delta = tl[..., 1] - tl[..., 0]
     per_run = ((1 - 2 * tu) * t_delta).mean(1)
     out = dict(gap=float(per_run.mean()), gap_sem=float(per_run.std(ddof=1) / math.sqrt(len(per_run))))
@@ -90,18 +113,23 @@ def coverage_study(losses, masks, truth_losses, truth_masks, *, confidence: floa
 
     See also: :func:`summarise_coverage`, :func:`vqlib.bounds.certify`; chapter 2.
     """
-    loss = np.asarray(losses, dtype=float)
-    U = np.asarray(masks)
+    loss = real_array(losses, "losses", allow_empty=True, allow_bool=False)
+    U = real_array(masks, "masks", allow_empty=True)
     if loss.ndim != 4 or U.shape != loss.shape[:3]:
         raise ValueError(f"losses must have shape (E, m, n, 2) and masks (E, m, n), got {loss.shape}, {U.shape}")
-    check_runs(loss, U)  # (E, m, n, 2): the same checks as S supersamples of m runs
-    t_loss, t_U = check_runs(np.asarray(truth_losses, dtype=float)[None], np.asarray(truth_masks)[None])
-    t_loss, t_U = t_loss[0], t_U[0]
+    loss, U = check_runs(loss, U)  # (E, m, n, 2): the same checks as S supersamples of m runs
+    t_loss, t_U = _check_pool(truth_losses, truth_masks, "truth_losses", "truth_masks", least=2)
     if t_loss.shape[1] != loss.shape[2]:
         raise ValueError(f"truth_losses must have n = {loss.shape[2]} pairs like losses, got {t_loss.shape[1]}")
     confidence = unit_float(confidence, "confidence", open_left=True, open_right=True)
     n_bins = positive_int(n_bins, "n_bins")
+    check_cells(n_bins, f"the loss difference (n_bins={short(n_bins)})")
+    check_cells(n_bins * n_bins, f"the pair of losses (n_bins={short(n_bins)})")
     E, m, n, _ = loss.shape
+    # one experiment's certificate at a time, and the truth pool binned by each experiment's bins
+    fits_in_memory(certify_bytes(1, m, n, n_bins, FAMILIES) + TRUTH_BYTES * t_loss.shape[0] * n * (n_bins + 1),
+                   f"coverage_study of {E} experiments of m={m} runs and a truth pool of {t_loss.shape[0]} runs "
+                   f"of n={n} pairs", need="of working memory")
     options = dict(confidence=confidence, n_bins=n_bins, fit_fraction=0.1, posteriors=None, reference=None,
                    decoder_information=math.log(2), eps=0.01, information=None, families=FAMILIES, select=False)
     rows = []

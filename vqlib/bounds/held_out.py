@@ -56,7 +56,7 @@ def test_set_bound(test_losses: ArrayLike, delta: float = 0.05) -> dict[str, flo
     --------
     vqlib.bounds.information.kl_inverse_upper, vqlib.bounds.information.kl_bernoulli; chapter 2, chapter 7.
     """
-    losses = real_array(test_losses, "test_losses", finite=False, allow_empty=True).ravel()
+    losses = real_array(test_losses, "test_losses", finite=False, allow_empty=True, allow_bool=False).ravel()
     if losses.size == 0:
         raise ValueError("test_losses must not be empty")
     if not np.all((losses >= 0.0) & (losses <= 1.0)):

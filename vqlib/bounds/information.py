@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .._checks import positive_int, real_array, unit_float
+from .._checks import check_seed, fits_in_memory, positive_int, real_array, short, unit_float
 
 __all__ = [
     "entropy",
@@ -59,9 +59,11 @@ MI_NEG_TOL = 1e-9
 
 def _as_labels(x: ArrayLike, name: str) -> NDArray:
     """Return ``x`` as a non-empty 1-D array of integer labels, or raise naming it."""
+    if hasattr(x, "detach") and callable(x.detach):  # a torch tensor (one that requires grad is data too)
+        x = x.detach().cpu().numpy()
     try:
         arr = np.asarray(x)
-    except ValueError:  # ragged nested lists
+    except (ValueError, TypeError, OverflowError):  # ragged nested lists
         raise ValueError(f"{name} must be a 1-D array of labels, got a ragged sequence") from None
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
@@ -97,7 +99,7 @@ def _paired_codes(a: ArrayLike, b: ArrayLike) -> tuple[NDArray, int, NDArray, in
 
 def _unit_interval(x: ArrayLike, name: str) -> NDArray:
     """Return ``x`` as a float array with every entry in [0, 1], or raise naming it."""
-    arr = real_array(x, name, finite=False, allow_empty=True)  # refuses complex and non-numbers
+    arr = real_array(x, name, finite=False, allow_empty=True, allow_bool=False)  # refuses complex and non-numbers
     if not np.all((arr >= 0.0) & (arr <= 1.0)):  # also rejects NaN
         raise ValueError(f"{name} must lie in [0, 1]")
     return arr
@@ -105,7 +107,7 @@ def _unit_interval(x: ArrayLike, name: str) -> NDArray:
 
 def _distribution(x: ArrayLike, name: str) -> NDArray:
     """Return ``x`` as categorical distributions along the last axis, or raise."""
-    arr = real_array(x, name, finite=False, allow_empty=True)
+    arr = real_array(x, name, finite=False, allow_empty=True, allow_bool=False)
     if arr.ndim == 0 or arr.shape[-1] == 0:
         raise ValueError(f"{name} must have a non-empty last axis, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
@@ -119,12 +121,20 @@ def _distribution(x: ArrayLike, name: str) -> NDArray:
 
 def _mi_values(x: ArrayLike, name: str) -> NDArray:
     """Return finite, non-negative MI values (tiny negatives clipped), or raise."""
-    arr = real_array(x, name, finite=False, allow_empty=True)
+    arr = real_array(x, name, finite=False, allow_empty=True, allow_bool=False)
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} must be finite")
     if np.any(arr < -MI_NEG_TOL):
         raise ValueError(f"{name} must be non-negative, found {arr.min()!r}")
     return np.maximum(arr, 0.0)
+
+
+def _broadcast_shape(a: NDArray, b: NDArray, name_a: str, name_b: str) -> tuple:
+    """The broadcast shape of two arrays, or a ValueError naming both."""
+    try:
+        return np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise ValueError(f"{name_a} and {name_b} must broadcast together, got shapes {a.shape} and {b.shape}") from None
 
 
 def _scalar_or_array(x: NDArray) -> float | NDArray:
@@ -319,7 +329,7 @@ def quantile_bins(values: ArrayLike, n_bins: int) -> NDArray:
     ------
     ValueError
         Naming ``values`` when it is not a non-empty 1-D array of finite real numbers,
-        ``n_bins`` when it is not an integer ≥ 1.
+        ``n_bins`` when it is not an integer ≥ 1 or its edges would not fit in memory.
 
     See also
     --------
@@ -331,6 +341,8 @@ def quantile_bins(values: ArrayLike, n_bins: int) -> NDArray:
     if not np.all(np.isfinite(arr)):
         raise ValueError("values must be finite (found NaN or inf)")
     n_bins = positive_int(n_bins, "n_bins")
+    # the n_bins − 1 quantile levels and their values, a few float64 arrays of that length
+    fits_in_memory(48 * (n_bins - 1), f"quantile_bins with n_bins={short(n_bins)}", need="for its bin edges")
     edges = np.unique(np.quantile(arr, np.arange(1, n_bins) / n_bins))
     raw = np.searchsorted(edges, arr, side="right")
     return _encode(raw)[0]
@@ -369,7 +381,8 @@ def shuffled_null(
     Raises
     ------
     ValueError
-        As :func:`plugin_mi` does, and naming ``n_shuffles`` when it is not an integer ≥ 1.
+        As :func:`plugin_mi` does, naming ``n_shuffles`` when it is not an integer ≥ 1 (or its values would
+        not fit in memory) and ``seed`` when it is not an integer in [0, 2⁶³ − 1].
 
     See also
     --------
@@ -377,6 +390,9 @@ def shuffled_null(
     """
     codes_a, k_a, codes_b, k_b = _paired_codes(a, b)
     n_shuffles = positive_int(n_shuffles, "n_shuffles")
+    seed = check_seed(seed)
+    # a float per shuffle, held in a list (about 32 bytes each) and then in the array
+    fits_in_memory(40 * n_shuffles, f"shuffled_null with n_shuffles={short(n_shuffles)}", need="for its values")
     rng = np.random.default_rng(seed)
     return np.array(
         [_mi_from_codes(codes_a, k_a, rng.permutation(codes_b), k_b) for _ in range(n_shuffles)]
@@ -419,8 +435,9 @@ def bootstrap_mi(
     Raises
     ------
     ValueError
-        As :func:`plugin_mi` does, naming ``n_boot`` when it is not an integer ≥ 1 and
-        ``level`` when it is not in (0, 1).
+        As :func:`plugin_mi` does, naming ``n_boot`` when it is not an integer ≥ 1 (or its values would
+        not fit in memory), ``level`` when it is not in (0, 1) and ``seed`` when it is not an integer in
+        [0, 2⁶³ − 1].
 
     See also
     --------
@@ -429,6 +446,8 @@ def bootstrap_mi(
     codes_a, k_a, codes_b, k_b = _paired_codes(a, b)
     n_boot = positive_int(n_boot, "n_boot")
     level = unit_float(level, "level", open_left=True, open_right=True)
+    seed = check_seed(seed)
+    fits_in_memory(8 * n_boot, f"bootstrap_mi with n_boot={short(n_boot)}", need="for its values")
     rng = np.random.default_rng(seed)
     m = codes_a.size
     stats = np.empty(n_boot)
@@ -520,6 +539,7 @@ def kl_categorical(p: ArrayLike, q: ArrayLike) -> float | NDArray:
         raise ValueError(
             f"p and q have different numbers of categories {p_arr.shape[-1]} and {q_arr.shape[-1]}"
         )
+    _broadcast_shape(p_arr, q_arr, "p", "q")
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(p_arr > 0.0, p_arr * (np.log(p_arr) - np.log(q_arr)), 0.0)
     return _scalar_or_array(np.maximum(terms.sum(axis=-1), 0.0))
@@ -602,16 +622,20 @@ def kl_bernoulli(q: ArrayLike, p: ArrayLike) -> float | NDArray:
     """
     q_arr = _unit_interval(q, "q")
     p_arr = _unit_interval(p, "p")
+    _broadcast_shape(q_arr, p_arr, "q", "p")
     return _scalar_or_array(_binary_kl(q_arr, p_arr))
 
 
 def _kl_inverse_args(q: ArrayLike, c: ArrayLike) -> tuple[NDArray, NDArray]:
     """Validate and broadcast the arguments of the kl inverses."""
     q_arr = _unit_interval(q, "q")
-    c_arr = real_array(c, "c", finite=False, allow_empty=True)
+    c_arr = real_array(c, "c", finite=False, allow_empty=True, allow_bool=False)
     if np.any(np.isnan(c_arr)) or np.any(c_arr < 0.0):
         raise ValueError("c must be >= 0 (and not NaN)")
-    return np.broadcast_arrays(q_arr, c_arr)
+    try:
+        return np.broadcast_arrays(q_arr, c_arr)
+    except ValueError:
+        raise ValueError(f"q and c must broadcast together, got shapes {q_arr.shape} and {c_arr.shape}") from None
 
 
 def _bisect(q: NDArray, c: NDArray, lo: NDArray, hi: NDArray, upper: bool) -> NDArray:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_seed, positive_int
+from .._checks import binary_array, check_seed, fits_in_memory, index_array, positive_int, short
 from ..data import check_images
 
 __all__ = ["Supersample", "make_supersample", "draw_mask", "draw_permutation", "split", "split_by_permutation"]
@@ -134,6 +134,7 @@ def draw_mask(n: int, *, mask_seed: int) -> np.ndarray:
     """
     n = positive_int(n, "n")
     seed = check_seed(mask_seed, "mask_seed")
+    fits_in_memory(8 * n, f"a mask of n={short(n)} pairs", need="as int64")
     return np.random.default_rng(seed).integers(0, 2, size=n)
 
 
@@ -168,16 +169,20 @@ def draw_permutation(n: int, *, mask_seed: int) -> np.ndarray:
     """
     n = positive_int(n, "n")
     seed = check_seed(mask_seed, "mask_seed")
+    fits_in_memory(16 * 2 * n, f"a permutation of 2n={short(2 * n)} points", need="as int64 (and its shuffle)")
     return np.random.default_rng(seed).permutation(2 * n)
 
 
+def _check_supersample(ss) -> None:
+    if not isinstance(ss, Supersample):
+        raise ValueError(f"ss must be a Supersample (from make_supersample), got {type(ss).__name__}")
+
+
 def _check_mask(U, n: int) -> np.ndarray:
-    U = np.asarray(U)
+    U = binary_array(U, "U", allow_empty=True)  # numbers 0 and 1 (booleans too); complex and strings refused
     if U.shape != (n,):
         raise ValueError(f"U must have shape ({n},), got {U.shape}")
-    if not np.isin(U, (0, 1)).all():
-        raise ValueError("U must hold only 0 and 1")
-    return U.astype(np.int64)
+    return U
 
 
 def split(ss: Supersample, U) -> tuple[Tensor, Tensor]:
@@ -207,6 +212,7 @@ def split(ss: Supersample, U) -> tuple[Tensor, Tensor]:
     --------
     draw_mask, make_supersample, split_by_permutation; chapter 2.
     """
+    _check_supersample(ss)
     U = torch.as_tensor(_check_mask(U, ss.n))
     rows = torch.arange(ss.n)
     return ss.points[rows, U], ss.points[rows, 1 - U]
@@ -238,8 +244,9 @@ def split_by_permutation(ss: Supersample, T) -> tuple[Tensor, Tensor]:
     --------
     draw_permutation, split; chapter 5.
     """
-    T = np.asarray(T)
-    if sorted(T.tolist()) != list(range(2 * ss.n)):
+    _check_supersample(ss)
+    T = index_array(T, "T")  # integers (or integral floats); booleans, complex and strings refused
+    if T.shape != (2 * ss.n,) or not np.array_equal(np.sort(T), np.arange(2 * ss.n)):
         raise ValueError(f"T must be a permutation of range({2 * ss.n})")
     flat = ss.flat()
     return flat[torch.as_tensor(T[: ss.n])], flat[torch.as_tensor(T[ss.n :])]

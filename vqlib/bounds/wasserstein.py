@@ -19,7 +19,7 @@ import warnings
 
 import numpy as np
 
-from .._checks import real_array
+from .._checks import fits_in_memory, real_array
 
 __all__ = ["W2NotConverged", "w2"]
 
@@ -28,6 +28,9 @@ _MAX_ITER = 2**63 - 1  # the largest iteration budget POT's solver takes
 # Beyond these magnitudes squared distances overflow (or underflow) in float64: the points
 # are then rescaled by a power of two, which W2 follows exactly (W2(cx, cy) = c W2(x, y)).
 _LARGE, _SMALL = 2.0**300, 2.0**-300
+#: Bytes per (point of x, point of y) the exact solve holds at once: the float64 costs (scipy's and
+#: POT's copy), the transport plan, and the network simplex's arcs (source, target, cost, flow, state).
+SOLVER_BYTES = 64
 
 
 class W2NotConverged(ValueError):
@@ -45,7 +48,7 @@ class W2NotConverged(ValueError):
 
 
 def _points(x, name: str) -> np.ndarray:
-    arr = real_array(x, name, finite=False, allow_empty=True)  # refuses complex values and non-numbers
+    arr = real_array(x, name, finite=False, allow_empty=True, allow_bool=False)  # refuses complex and non-numbers
     if arr.ndim == 0:
         raise ValueError(f"{name} must have at least one dimension (points in rows), got a scalar")
     if arr.shape[0] == 0:
@@ -96,9 +99,10 @@ def w2(x, y, *, num_itermax: int = 10_000_000, retries: int = 2) -> float:
     Raises
     ------
     ValueError
-        For empty inputs, scalars, points of dimension 0, NaN, infinite or complex values,
-        points of different dimensions, a distance beyond float64's range, and a bad
-        ``num_itermax`` or ``retries``.
+        For empty inputs, scalars, points of dimension 0, NaN, infinite, complex or boolean
+        values, points of different dimensions, a distance beyond float64's range, samples
+        whose n × m problem would not fit in this machine's memory (refused before solving),
+        and a bad ``num_itermax`` or ``retries``.
     W2NotConverged
         If the solver does not reach optimality after the last retry.
 
@@ -117,6 +121,8 @@ def w2(x, y, *, num_itermax: int = 10_000_000, retries: int = 2) -> float:
     if a_pts.shape[1] != b_pts.shape[1]:
         raise ValueError(f"x and y have points of different dimensions: {a_pts.shape[1]} and {b_pts.shape[1]}")
     n, m = len(a_pts), len(b_pts)
+    # the exact solver holds the n × m costs, the transport plan and its network's arcs at once
+    fits_in_memory(SOLVER_BYTES * n * m, f"w2 of {n} × {m} points", need="for the exact solver (O(n·m) memory)")
     if n == m and np.array_equal(_sorted_rows(a_pts), _sorted_rows(b_pts)):
         return 0.0  # the same sample (in any order): exactly 0, whatever the solver's rounding
     a, b = np.full(n, 1.0 / n), np.full(m, 1.0 / m)
@@ -142,6 +148,8 @@ def w2(x, y, *, num_itermax: int = 10_000_000, retries: int = 2) -> float:
                 raise ValueError("x and y are too far apart: their W2 distance overflows float64")
             return distance
         if attempt < retries:
+            if budget == _MAX_ITER:  # the largest budget already failed: the same solve again would too
+                break
             budget = min(budget * 10, _MAX_ITER)
     detail = log.get("warning") or "; ".join(messages) or f"result code {log.get('result_code')}"
     raise W2NotConverged(

@@ -44,18 +44,107 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._checks import positive_float
 from .kmeans import kmeans_batched
 from .layers import Residual
 from .quantizers import (
+    VectorQuantizer,
+    _nearest,
     learned_beta,
-    nearest,
     precision_loss,
     sphere_distances,
     training_indices,
 )
 
 __all__ = ["PARTS", "Adam", "Pass", "Stack", "part_of", "network", "init_codebooks", "train",
-           "evaluate_stack", "train_models", "evaluate_models", "chunk_size_for"]
+           "evaluate_stack", "train_models", "evaluate_models", "chunk_size_for", "check_lr"]
+
+
+def check_lr(lr) -> float:
+    """The learning rate as a float > 0 that float32 weights can take, else ``ValueError`` (chapter 1)."""
+    lr = positive_float(lr, "lr")
+    if lr > torch.finfo(torch.float32).max:
+        raise ValueError(f"lr must be at most {torch.finfo(torch.float32).max:.3g} (float32 weights), got {lr!r}")
+    return lr
+
+
+def _is_model(m) -> bool:
+    """Whether ``m`` is a :class:`vqlib.VQVAE` (told by what the engine reads from it: ``vqvae`` imports this
+    module, so the class itself cannot be imported here)."""
+    return isinstance(m, nn.Module) and isinstance(getattr(m, "quantizer", None), VectorQuantizer) and isinstance(
+        getattr(m, "config", None), dict) and hasattr(m, "in_shape") and hasattr(m, "codebook_initialised")
+
+
+def _alike(m) -> tuple:
+    """What models trained or evaluated together must share: the configuration without the seed, the codebook
+    update (``"frozen"`` included) and the dead-code reset."""
+    return (tuple(sorted((k, repr(v)) for k, v in m.config.items() if k != "seed")), m.quantizer.update,
+            bool(m.dead_code_reset))
+
+
+def _check_models(models, name: str = "models") -> list:
+    """``models`` as a list of VQVAEs of one architecture (one object may repeat), or ``ValueError`` naming
+    ``name``."""
+    if not isinstance(models, (list, tuple)) or not models:
+        raise ValueError(f"{name} must be a non-empty list of vqlib.VQVAE, got "
+                         f"{'an empty list' if isinstance(models, (list, tuple)) else type(models).__name__}")
+    for r, m in enumerate(models):
+        if not _is_model(m):
+            raise ValueError(f"{name} must hold vqlib.VQVAE instances, got {type(m).__name__} at {name}[{r}]")
+    first = _alike(models[0])
+    for r, m in enumerate(models[1:], 1):
+        if m is not models[0] and _alike(m) != first:
+            raise ValueError(f"{name}[{r}] differs from {name}[0] in architecture or training configuration; "
+                             "models trained or evaluated together need one (only the seed may differ)")
+    return list(models)
+
+
+def _check_rows(xs, name: str, template, R: int | None, *, shared: bool = False) -> Tensor:
+    """``xs`` as rows the engine takes, (R, N, *in_shape) or (R, N, d) (with ``shared`` also (N, *in_shape)),
+    a real floating tensor with N ≥ 1 and every value finite in [0, 1] (one pass), or ``ValueError`` naming it."""
+    if not isinstance(xs, Tensor):
+        raise ValueError(f"{name} must be a torch tensor, got {type(xs).__name__}")
+    if not xs.is_floating_point():
+        raise ValueError(f"{name} must have a floating dtype, got {xs.dtype}")
+    in_shape = tuple(template.in_shape)
+    d = math.prod(in_shape)
+    forms = [(R, "N", *in_shape), (R, "N", d)] + ([("N", *in_shape)] if shared else [])
+    ok = any(xs.dim() == len(f) and all(a == "N" or a is None or a == b for a, b in zip(f, xs.shape)) for f in forms)
+    if not ok:
+        want = " or ".join("(" + ", ".join("R" if a is None else str(a) for a in f) + ")" for f in forms)
+        want = want.replace("R", f"R={R}") if R is not None else want
+        raise ValueError(f"{name} must have shape {want}, got {tuple(xs.shape)}")
+    n = xs.shape[0] if (shared and xs.dim() == len(in_shape) + 1) else xs.shape[1]
+    if n == 0:
+        raise ValueError(f"{name} holds no rows: shape {tuple(xs.shape)}")
+    lo, hi = (float(v) for v in torch.aminmax(xs.detach()))  # one pass; NaN propagates to both
+    if not (lo >= 0 and hi <= 1):
+        if math.isnan(lo) or math.isnan(hi):
+            raise ValueError(f"{name} contains NaN")
+        if math.isinf(lo) or math.isinf(hi):
+            raise ValueError(f"{name} contains infinite values")
+        raise ValueError(f"{name} must lie in [0, 1] (the loss is bounded), found values in [{lo:.6g}, {hi:.6g}]")
+    return xs.detach()
+
+
+def _check_generators(generators, name: str, R: int, *, optional: bool = True):
+    """``generators`` as a list of R ``torch.Generator`` (or None where ``optional``), or ``ValueError``."""
+    if generators is None and optional:
+        return None
+    if not isinstance(generators, (list, tuple)) or len(generators) != R or not all(
+            isinstance(g, torch.Generator) for g in generators):
+        got = f"{len(generators)} entries" if isinstance(generators, (list, tuple)) else type(generators).__name__
+        raise ValueError(f"{name} must be a list of {R} torch.Generator (one per model), got {got}")
+    return list(generators)
+
+
+def _diverged(what: str, models, epoch: int, lr: float) -> FloatingPointError:
+    """The engine's divergence error; ``models`` (the stack's rows that diverged) rides along as ``.models``."""
+    shown = ", ".join(map(str, models[:8])) + (", …" if len(models) > 8 else "")
+    err = FloatingPointError(f"training diverged: {what} after epoch {epoch} (lr={lr!r}) in model(s) {shown} "
+                             "of the stack; try a smaller lr")
+    err.models = list(models)
+    return err
 
 #: The parts of a VQ-VAE that train or stay frozen.
 PARTS = ("encoder", "codebook", "decoder")
@@ -121,6 +210,15 @@ class Adam:
 
     def __init__(self, params, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
         self.params = list(params)
+        for i, p in enumerate(self.params):
+            if not isinstance(p, Tensor) or not p.is_floating_point():
+                raise ValueError(f"params must hold floating tensors, got {type(p).__name__} at params[{i}]")
+        lr, eps = check_lr(lr), positive_float(eps, "eps")
+        if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
+        for b in betas:
+            if not 0 <= positive_float(b, "betas entry") < 1 if b else False:
+                raise ValueError(f"betas must lie in [0, 1), got {betas!r}")
         self.lr, self.betas, self.eps = float(lr), betas, float(eps)
         self.steps = [0] * len(self.params)
         self.m = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
@@ -428,10 +526,12 @@ class Stack:
         """
         q = self.template.quantizer
         if q.quantizer == "nearest":
-            return nearest(flat, codes), None
+            return _nearest(flat, codes), None
         with torch.no_grad():
             d = self.distances(flat, codes)
             probs = torch.softmax(-self.betas() * d, dim=-1)
+        if not bool(torch.isfinite(probs).all()):  # a diverged model: never torch's "probability tensor" error
+            raise FloatingPointError("the softmax quantizer's probabilities are not finite (NaN or inf distances)")
         if sampler is None or isinstance(sampler, torch.Generator):
             idx = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=sampler).reshape(self.R, -1)
         else:
@@ -669,15 +769,20 @@ def train(stack: Stack, xs: Tensor, *, epochs: int, lr: float, batch_size: int |
     rows = torch.arange(R, device=dev)[:, None]
     offsets = rows * t.K
     ema, counting = q.update == "ema", bool(stack.buffers)
-    for _ in range(epochs):
+    for epoch in range(1, epochs + 1):
         order = None
         if generators is not None:
             order = torch.stack([torch.randperm(N, generator=g) for g in generators]).to(dev)
+        finite = torch.ones(R, dtype=torch.bool, device=dev)  # every step's loss, checked once per epoch
         for start in range(0, N, batch_size):
             xb = X if order is None and batch_size >= N else (
                 X[:, start:start + batch_size] if order is None else X[rows, order[:, start:start + batch_size]])
-            p = stack.forward(xb, sampler)
+            try:
+                p = stack.forward(xb, sampler)
+            except FloatingPointError as err:  # the softmax probabilities of a diverged model
+                raise _diverged(str(err), list(range(R)), epoch, lr) from None
             loss = stack.loss(xb, p)
+            finite &= torch.isfinite(loss.detach())
             if counting:
                 _count_and_average(stack, p.flat.detach(), p.target, offsets, ema)
             if trained:
@@ -686,6 +791,14 @@ def train(stack: Stack, xs: Tensor, *, epochs: int, lr: float, batch_size: int |
                 opt.step()
         if t.dead_code_reset:
             _reset_dead_codes(stack, X, rows, order[:, :min(N, 1024)], generators)
+        bad = ~finite  # never a silent NaN: a model whose loss, weights or EMA statistics are not finite
+        for name, v in [*stack.params.items(), *stack.buffers.items()]:
+            if v.is_floating_point() and (name in stack.buffers or stack.stacked(name)):
+                bad |= ~torch.isfinite(v.detach().reshape(R, -1)).all(1)
+        if bool(bad.any()):
+            for p in trained:
+                p.requires_grad_(False)
+            raise _diverged("a non-finite loss or weight", bad.nonzero().flatten().tolist(), epoch, lr)
     for p in trained:
         p.requires_grad_(False)
 

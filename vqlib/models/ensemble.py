@@ -199,38 +199,48 @@ def fit_ensemble(
 
         starts = tqdm(starts, desc="model chunks", leave=False)
     losses = []
-    for a in starts:
-        b = min(R, a + chunk_size)
-        chunk = models[a:b]
-        X = torch.stack(xs[a:b]).to(dev)
-        gens = [torch.Generator().manual_seed(s) for s in seeds[a:b]]
-        for m in chunk:
-            m.to(dev)
-        # the data-dependent start of every fresh model, from its own generator, as fit draws it
-        fresh = [r for r, m in enumerate(chunk) if not bool(m.codebook_initialised)]
-        if fresh:
-            samples = torch.stack([X[r, torch.randperm(n, generator=gens[r])[:4096].to(dev)] for r in fresh])
-            init_codebooks([chunk[r] for r in fresh], samples, [gens[r] for r in fresh])
-        for m in chunk:
-            m.quantizer.recent_count.zero_()
-        stack = Stack.of(chunk, dev)
-        # fit draws the softmax latents from the global generator seeded with its seed
-        sampler = None
-        if models[0].quantizer.quantizer == "softmax":
-            sampler = [torch.Generator(device=dev).manual_seed(s) for s in seeds[a:b]]
-        train(stack, X, epochs=epochs, lr=lr, batch_size=batch_size, generators=gens, sampler=sampler)
-        stack.copy_to(chunk)
-        for m in chunk:
+    # what every model holds before: put back if training diverges, so no model is left half trained or NaN
+    before = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in models]
+    try:
+        for a in starts:
+            b = min(R, a + chunk_size)
+            chunk = models[a:b]
+            X = torch.stack(xs[a:b]).to(dev)
+            gens = [torch.Generator().manual_seed(s) for s in seeds[a:b]]
+            for m in chunk:
+                m.to(dev)
+            # the data-dependent start of every fresh model, from its own generator, as fit draws it
+            fresh = [r for r, m in enumerate(chunk) if not bool(m.codebook_initialised)]
+            if fresh:
+                samples = torch.stack([X[r, torch.randperm(n, generator=gens[r])[:4096].to(dev)] for r in fresh])
+                init_codebooks([chunk[r] for r in fresh], samples, [gens[r] for r in fresh])
+            for m in chunk:
+                m.quantizer.recent_count.zero_()
+            stack = Stack.of(chunk, dev)
+            # fit draws the softmax latents from the global generator seeded with its seed
+            sampler = None
+            if models[0].quantizer.quantizer == "softmax":
+                sampler = [torch.Generator(device=dev).manual_seed(s) for s in seeds[a:b]]
+            train(stack, X, epochs=epochs, lr=lr, batch_size=batch_size, generators=gens, sampler=sampler)
+            stack.copy_to(chunk)
+            for m in chunk:
+                m.eval()
+            if evaluate:
+                samplers = None
+                if sampler is not None:
+                    samplers = [torch.Generator(device=dev).manual_seed(s) for s in seeds[a:b]]
+                losses.append(evaluate_stack(stack, X, samplers=samplers)[0].mean(1))
+            history.chunks.append(b - a)
+    except FloatingPointError:
+        for m, state in zip(models, before):
+            m.load_state_dict(state)
             m.eval()
-        if evaluate:
-            samplers = None
-            if sampler is not None:
-                samplers = [torch.Generator(device=dev).manual_seed(s) for s in seeds[a:b]]
-            losses.append(evaluate_stack(stack, X, samplers=samplers)[0].mean(1))
-        history.chunks.append(b - a)
+        raise
     if evaluate:
         history.train_loss = torch.cat(losses).tolist()
-        if not all(map(math.isfinite, history.train_loss)):  # never a silent NaN
+        if not all(map(math.isfinite, history.train_loss)):  # never a silent NaN (train checks every epoch too)
+            for m, state in zip(models, before):
+                m.load_state_dict(state)
             raise FloatingPointError(f"training diverged: some models' losses are not finite (lr={lr!r}); "
                                      "try a smaller lr")
     return history

@@ -6,18 +6,19 @@ which is what every bound of the book is computed from.
 """
 from __future__ import annotations
 
+import inspect
 import warnings
 from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import Tensor
 
-from .._checks import check_seed, positive_float, positive_int, real_array, renamed
+from .._checks import check_seed, nonnegative_float, real_array, renamed
 from ..data import check_images
 from ..device import resolve_device
 from ..tables import rows_to_csv
-from .engine import Adam
-from .metrics import codebook_usage, normalised_mse, per_input_loss
+from .engine import Adam, check_lr
+from .metrics import _per_input_loss, _size, codebook_usage, normalised_mse
 from .quantizers import check_beta, sphere_distances
 from .vqvae import VQVAE
 
@@ -113,19 +114,32 @@ class History:
 LARGE_CODEBOOK = 1024
 
 
-def check_model(model, name: str = "model") -> VQVAE:
-    """``model`` if it is a :class:`vqlib.VQVAE`, else ``ValueError`` naming ``name`` (chapter 1)."""
+def check_model(model, name: str = "model", *, finite: bool = False) -> VQVAE:
+    """``model`` if it is a :class:`vqlib.VQVAE`, else ``ValueError`` naming ``name`` (chapter 1).
+
+    With ``finite``, a model with a NaN or an infinite weight or EMA statistic (one that diverged) is
+    refused too, naming the tensor: it would only give NaN losses. One pass over the weights.
+    """
     if not isinstance(model, VQVAE):
         raise ValueError(f"{name} must be a vqlib.VQVAE, got {type(model).__name__}")
+    if finite:
+        bad = nonfinite_tensor(model)
+        if bad is not None:
+            raise ValueError(f"{name} has non-finite weights ({bad} holds NaN or inf): it diverged in training; "
+                             "train it again with a smaller lr")
     return model
 
 
-def check_lr(lr) -> float:
-    """The learning rate as a float > 0 that float32 weights can take, else ``ValueError`` (chapter 1)."""
-    lr = positive_float(lr, "lr")
-    if lr > torch.finfo(torch.float32).max:
-        raise ValueError(f"lr must be at most {torch.finfo(torch.float32).max:.3g} (float32 weights), got {lr!r}")
-    return lr
+def nonfinite_tensor(model) -> str | None:
+    """The name of the first floating tensor of ``model``'s state (weights, EMA statistics) holding a NaN or
+    an inf, or None when every one is finite (chapter 1). One pass, one synchronisation."""
+    state = [(k, v) for k, v in model.state_dict().items() if v.is_floating_point()]
+    if not state:
+        return None
+    flags = torch.stack([torch.isfinite(v).all() for _, v in state])
+    if bool(flags.all()):
+        return None
+    return state[int((~flags).nonzero()[0, 0])][0]
 
 
 def check_training_set(model: VQVAE, n: int, name: str = "x") -> None:
@@ -228,73 +242,90 @@ def fit(
     See also: :func:`vqlib.models.fit_ensemble`, :func:`reconstruction_loss`, :func:`train_reference`; chapter 1.
     """
 
-    model = check_model(model)
-    epochs = positive_int(epochs, "epochs")
-    batch_size = positive_int(batch_size, "batch_size")
+    model = check_model(model, finite=True)
+    epochs = _size(epochs, "epochs")
+    batch_size = _size(batch_size, "batch_size")
     lr = check_lr(lr)
     seed = check_seed(renamed(train_seed, seed, "train_seed", "seed", "fit", default=0), "train_seed")
-    x = check_images(x, name="x", in_shape=model.in_shape)
+    x = check_images(x, name="x", in_shape=model.in_shape).detach()
     if x_val is not None:
-        x_val = check_images(x_val, name="x_val", in_shape=model.in_shape)
+        x_val = check_images(x_val, name="x_val", in_shape=model.in_shape).detach()
     dev = resolve_device(device)
     log_prior = _kl_log_prior(model, kl_weight, kl_prior)
+    kl_weight = float(kl_weight)
     check_training_set(model, len(x))
+    # what the model holds before training: put back if training diverges, so no NaN weight is left behind
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
     model.to(dev)
     x = x.to(dev)
     history = History(train_seed=seed, config=dict(model.config, epochs=epochs, batch_size=batch_size, lr=lr))
     gen = torch.Generator().manual_seed(seed)
     fork = [dev.index or 0] if dev.type == "cuda" else []
-    with torch.random.fork_rng(devices=fork):
-        if fork:
-            torch.manual_seed(seed)
-        else:  # on the CPU only the CPU generator draws (softmax latents)
-            torch.default_generator.manual_seed(seed)
-        if not bool(model.codebook_initialised):
-            sample = x[torch.randperm(len(x), generator=gen)[:4096].to(dev)]
-            model.init_codebook(sample, generator=gen)
-        opt = Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    epoch = 0
+    try:
+        with torch.random.fork_rng(devices=fork):
+            if fork:
+                torch.manual_seed(seed)
+            else:  # on the CPU only the CPU generator draws (softmax latents)
+                torch.default_generator.manual_seed(seed)
+            if not bool(model.codebook_initialised):
+                sample = x[torch.randperm(len(x), generator=gen)[:4096].to(dev)]
+                model.init_codebook(sample, generator=gen)
+            opt = Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+            model.quantizer.recent_count.zero_()
+            for epoch in _progress(range(1, epochs + 1), progress, "epochs"):
+                model.train()
+                order = torch.randperm(len(x), generator=gen).to(dev)
+                finite = torch.ones((), dtype=torch.bool, device=dev)  # every step's loss, checked once per epoch
+                for start in range(0, len(x), batch_size):
+                    out = model._forward(x[order[start : start + batch_size]])  # x was checked above
+                    loss = out.loss
+                    if log_prior is not None:  # chapter 7: KL(q_β(·|x) ‖ π) summed over positions
+                        d2 = sphere_distances(out.z_e.reshape(-1, model.code_dim), model.quantizer.codes)
+                        log_q = torch.log_softmax(-model.beta * d2, dim=-1).reshape(out.probs.shape)
+                        kl = (log_q.exp() * (log_q - log_prior.to(dev))).sum((-1, -2)).mean()
+                        loss = loss + kl_weight * kl
+                    finite &= torch.isfinite(loss.detach())
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                reset = 0
+                if model.dead_code_reset:
+                    pool = x[order[: min(len(x), 1024)]]
+                    with torch.no_grad():
+                        z = model._encode(pool).reshape(-1, model.code_dim)
+                    reset = model.quantizer._reset_dead_codes(z, generator=gen)
+                model.eval()
+                bad = nonfinite_tensor(model)
+                if bad is not None or not bool(finite):  # never a silent NaN: stop at the first epoch that has one
+                    what = f"non-finite weights ({bad})" if bad is not None else "a non-finite loss"
+                    raise FloatingPointError(f"training diverged: {what} in epoch {epoch} (lr={lr!r}); "
+                                             "try a smaller lr")
+                losses, indices = _evaluate(model, x, seed=seed)
+                if not torch.isfinite(losses).all():
+                    raise FloatingPointError(f"training diverged: the loss is not finite after epoch {epoch} "
+                                             f"(lr={lr!r}); try a smaller lr")
+                usage = codebook_usage(indices, model.K)
+                val = float(_evaluate(model, x_val, seed=seed)[0].mean()) if x_val is not None else None
+                history.epochs.append(EpochRecord(
+                    epoch=epoch, train_loss=float(losses.mean()), perplexity=usage.perplexity,
+                    used_fraction=usage.used_fraction, dead_codes_reset=reset, val_loss=val,
+                    beta=model.beta if model.quantizer.quantizer == "softmax" else None,
+                ))
+    except FloatingPointError as e:  # diverged: the model goes back to what it was, and the error says where
+        model.load_state_dict(before)
         model.quantizer.recent_count.zero_()
-        for epoch in _progress(range(1, epochs + 1), progress, "epochs"):
-            model.train()
-            order = torch.randperm(len(x), generator=gen).to(dev)
-            for start in range(0, len(x), batch_size):
-                out = model(x[order[start : start + batch_size]])
-                loss = out.loss
-                if log_prior is not None:  # chapter 7: KL(q_β(·|x) ‖ π) summed over positions
-                    d2 = sphere_distances(out.z_e.reshape(-1, model.code_dim), model.quantizer.codes)
-                    log_q = torch.log_softmax(-model.beta * d2, dim=-1).reshape(out.probs.shape)
-                    kl = (log_q.exp() * (log_q - log_prior.to(dev))).sum((-1, -2)).mean()
-                    loss = loss + kl_weight * kl
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-            reset = 0
-            if model.dead_code_reset:
-                pool = x[order[: min(len(x), 1024)]]
-                with torch.no_grad():
-                    z = model.encode(pool).reshape(-1, model.code_dim)
-                reset = model.quantizer.reset_dead_codes(z, generator=gen)
-            model.eval()
-            losses, indices = _evaluate(model, x, seed=seed)
-            if not torch.isfinite(losses).all():  # never a silent NaN: stop at the first epoch that has one
-                raise FloatingPointError(f"training diverged: the loss is not finite after epoch {epoch} "
-                                         f"(lr={lr!r}); try a smaller lr")
-            usage = codebook_usage(indices, model.K)
-            val = float(_evaluate(model, x_val, seed=seed)[0].mean()) if x_val is not None else None
-            history.epochs.append(EpochRecord(
-                epoch=epoch, train_loss=float(losses.mean()), perplexity=usage.perplexity,
-                used_fraction=usage.used_fraction, dead_codes_reset=reset, val_loss=val,
-                beta=model.beta if model.quantizer.quantizer == "softmax" else None,
-            ))
+        model.eval()
+        if str(e).startswith("training diverged"):
+            raise
+        raise FloatingPointError(f"training diverged in epoch {epoch} (lr={lr!r}): {e}; try a smaller lr") from None
     model.eval()
     return history
 
 
 def _kl_log_prior(model: VQVAE, kl_weight, kl_prior) -> Tensor | None:
     """log π as an (L, K) tensor for the KL penalty of :func:`fit`, or None without one."""
-    if isinstance(kl_weight, bool) or not isinstance(kl_weight, (int, float)) or not kl_weight >= 0 \
-            or kl_weight == float("inf"):
-        raise ValueError(f"kl_weight must be a finite number ≥ 0, got {kl_weight!r}")
+    kl_weight = nonnegative_float(kl_weight, "kl_weight")
     if kl_weight == 0:
         return None
     if not (model.beta > 0 and model.beta < float("inf")):
@@ -323,8 +354,8 @@ def _evaluate(model: VQVAE, x: Tensor, *, seed: int, batch_size: int = 1024) -> 
     try:
         for start in range(0, len(x), batch_size):
             xb = x[start : start + batch_size].to(dev)
-            out = model(xb, generator=gen)
-            losses.append(per_input_loss(xb, out.x_hat).cpu())
+            out = model._forward(xb, generator=gen)  # x was checked by the caller
+            losses.append(_per_input_loss(xb, out.x_hat).cpu())
             indices.append(out.indices.cpu())
     finally:
         model.train(was_training)
@@ -421,8 +452,8 @@ def evaluate_model(model: VQVAE, x, *, seed: int = 0, batch_size: int = 1024) ->
 
     See also: :func:`reconstruction_loss`, :func:`encode_indices`, :func:`model_summary`; chapter 1.
     """
-    x = check_images(x, name="x", in_shape=check_model(model).in_shape)
-    return _evaluate(model, x, seed=check_seed(seed), batch_size=positive_int(batch_size, "batch_size"))
+    x = check_images(x, name="x", in_shape=check_model(model, finite=True).in_shape).detach()
+    return _evaluate(model, x, seed=check_seed(seed), batch_size=_size(batch_size, "batch_size"))
 
 
 def model_summary(model: VQVAE, x, *, seed: int = 0) -> dict:
@@ -450,7 +481,7 @@ def model_summary(model: VQVAE, x, *, seed: int = 0) -> dict:
 
     See also: :func:`evaluate_model`; chapter 1.
     """
-    x = check_images(x, name="x", in_shape=check_model(model).in_shape)
+    x = check_images(x, name="x", in_shape=check_model(model, finite=True).in_shape).detach()
     losses, indices = _evaluate(model, x, seed=check_seed(seed))
     usage = codebook_usage(indices, model.K)
     return {
@@ -502,6 +533,10 @@ def train_reference(x, K: int, L: int, *, beta=None, epochs: int = 30, train_see
     """
     x = check_images(x, name="x")
     train_seed = check_seed(train_seed, "train_seed")
+    known = set(inspect.signature(VQVAE.__init__).parameters) - {"self", "in_shape", "K", "L", "beta", "seed"}
+    unknown = sorted(set(model_kwargs) - known)
+    if unknown:
+        raise ValueError(f"train_reference got unknown model argument(s) {unknown}; VQVAE takes {sorted(known)}")
     if beta is None:
         quantizer = model_kwargs.pop("quantizer", "nearest")
         if quantizer != "nearest":

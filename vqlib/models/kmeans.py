@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import positive_int
+from .._checks import fits_in_memory, positive_int, short
 
 __all__ = ["kmeans", "kmeans_batched", "kmeans_learner", "kmeans_learners"]
 
@@ -47,8 +47,12 @@ def kmeans(z: Tensor, K: int, *, iters: int = 25, generator: torch.Generator | N
     See also: :func:`kmeans_batched`, :meth:`vqlib.VQVAE.init_codebook`; chapter 1.
     """
     K = positive_int(K, "K")
-    if z.dim() != 2 or z.shape[0] == 0:
-        raise ValueError("z must hold at least one row to initialise a codebook")
+    if not isinstance(z, Tensor):
+        raise ValueError(f"z must be a torch tensor of shape (m, D), got {type(z).__name__}")
+    iters = positive_int(iters, "iters", minimum=0)
+    if z.dim() != 2 or z.shape[0] == 0 or z.shape[1] == 0:
+        raise ValueError(f"z must hold at least one row of at least one coordinate to initialise a codebook, "
+                         f"got shape {tuple(z.shape)}")
     return kmeans_batched(z[None], K, iters=iters, generators=[generator])[0]
 
 
@@ -98,7 +102,15 @@ def kmeans_batched(z: Tensor, K: int, *, iters: int = 25, generators=None, unifo
     See also: :func:`kmeans`, :func:`kmeans_learners`, :func:`vqlib.models.engine.init_codebooks`; chapters 1, 2.
     """
     K = positive_int(K, "K")
+    if not isinstance(z, Tensor) or z.dim() != 3:
+        raise ValueError(f"z must be a torch tensor of shape (R, m, D), got {type(z).__name__}")
+    if z.is_complex() or not z.is_floating_point():
+        raise ValueError(f"z must hold real numbers (a floating tensor), got dtype {z.dtype}")
     R, m, _ = z.shape
+    fits_in_memory(z.element_size() * R * K * max(z.shape[-1], 1), f"K (= {short(K)} centres of kmeans_batched)",
+                   need="for its centres")
+    if z.numel() and not bool(torch.isfinite(z).all()):
+        raise ValueError("z must be finite, found NaN or infinite values")
     if m == 0:
         raise ValueError("z must hold at least one row to initialise a codebook")
     if (generators is None) == (uniforms is None):

@@ -45,10 +45,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._checks import choice, positive_float, positive_int, real_number, unit_float
+from .._checks import choice, fits_in_memory, positive_float, positive_int, real_number, unit_float
 
 __all__ = ["Quantized", "VectorQuantizer", "nearest", "training_indices",
-           "learned_beta", "precision_loss", "check_beta", "QUANTIZERS", "CODEBOOK_UPDATES", "DEFAULT_DECAY", "LEARNED_BETA_RATE"]
+           "learned_beta", "precision_loss", "check_beta", "QUANTIZERS", "CODEBOOK_UPDATES", "DEFAULT_DECAY", "LEARNED_BETA_RATE",
+           "MAX_BETA"]
 
 QUANTIZERS = ("nearest", "softmax")
 CODEBOOK_UPDATES = ("ema", "loss")  # "frozen" is set by VQVAE.freeze_codebook_and_decoder
@@ -58,18 +59,25 @@ DEFAULT_DECAY = {"nearest": 0.99, "softmax": 0.9}
 #: by about 10·lr, enough to cross two orders of magnitude within a few hundred steps (at rate 1
 #: a 40-epoch fit on the digits could not take β beyond about 6.6, lr × steps = log 6.6).
 LEARNED_BETA_RATE = 10.0
+#: The largest fixed β the softmax quantizer takes: β·‖f − e‖² ≤ 4β must be a finite float32, or
+#: exp(−β·d) turns to NaN (∞·0) and no latent variable can be drawn. At this β the quantizer is the
+#: nearest one in all but exact ties.
+MAX_BETA = float(torch.finfo(torch.float32).max) / 4
 
 
-def check_beta(beta, quantizer: str = "softmax"):
+def check_beta(beta, quantizer: str = "softmax", *, learned: bool = True):
     """β as the quantizer takes it (chapter 6).
 
-    For ``"softmax"`` a finite number > 0 or the string ``"learned"``; for ``"nearest"`` any
-    number (the β its tempered copies and chapter 7's penalty use).
+    For ``"softmax"`` a number in (0, :data:`MAX_BETA`] or (with ``learned``) the string
+    ``"learned"``; for ``"nearest"`` any number but NaN (the β its tempered copies and chapter 7's
+    penalty use; ∞ is the nearest quantizer's own).
 
     Parameters
     ----------
     beta : float or "learned"
     quantizer : {"softmax", "nearest"}
+    learned : bool, keyword-only
+        Whether ``"learned"`` is accepted (a β set on a quantizer or a tempered copy is a number).
 
     Returns
     -------
@@ -78,23 +86,62 @@ def check_beta(beta, quantizer: str = "softmax"):
     Raises
     ------
     ValueError
-        Naming ``beta`` and the valid choices (``"learned"`` with the nearest quantizer too).
+        Naming ``beta`` and the valid choices (``"learned"`` with the nearest quantizer too); a β
+        above :data:`MAX_BETA` for the softmax quantizer.
 
     See also: :class:`VectorQuantizer`, :func:`learned_beta`; chapter 6.
     """
+    what = "a finite number > 0 or 'learned'" if learned else "a finite number > 0"
     if isinstance(beta, str):
-        if beta == "learned" and quantizer == "softmax":
+        if beta == "learned" and quantizer == "softmax" and learned:
             return beta
-        if beta == "learned":
+        if beta == "learned" and learned:
             raise ValueError("beta='learned' needs quantizer='softmax' (the nearest quantizer has no temperature "
                              "to learn)")
-        raise ValueError(f"beta must be a finite number > 0 or 'learned', got {beta!r}")
+        raise ValueError(f"beta must be {what}, got {beta!r}")
     if quantizer != "softmax":
-        return real_number(beta, "beta")
+        value = real_number(beta, "beta")
+        if value != value:
+            raise ValueError(f"beta must be a number (∞ included), got {beta!r}")
+        return value
     try:
-        return positive_float(beta, "beta")
+        value = positive_float(beta, "beta")
     except ValueError:
-        raise ValueError(f"beta must be a finite number > 0 or 'learned', got {beta!r}") from None
+        raise ValueError(f"beta must be {what}, got {beta!r}") from None
+    if value > MAX_BETA:
+        raise ValueError(f"beta must be at most {MAX_BETA:.4g} (beta times a squared distance ≤ 4 must stay a "
+                         f"finite float32), got {beta!r}")
+    return value
+
+
+def _tensor(value, name: str, ndims: tuple[int, ...], *, last: int | None = None, finite: bool = False) -> Tensor:
+    """``value`` if it is a real floating tensor of one of ``ndims`` dimensions (last axis ``last``), else
+    ``ValueError`` naming ``name``; with ``finite``, one pass refuses NaN and infinite entries."""
+    if not isinstance(value, Tensor):
+        raise ValueError(f"{name} must be a torch tensor, got {type(value).__name__}")
+    if not value.is_floating_point():
+        raise ValueError(f"{name} must hold real floating numbers, got dtype {value.dtype}")
+    if value.dim() not in ndims or (last is not None and value.shape[-1] != last):
+        dims = " or ".join(f"{d}-D" for d in ndims)
+        tail = f" with a last axis of {last}" if last is not None else ""
+        raise ValueError(f"{name} must be {dims}{tail}, got shape {tuple(value.shape)}")
+    if finite and value.numel() and not bool(torch.isfinite(value).all()):
+        raise ValueError(f"{name} must be finite, found NaN or infinite values")
+    return value
+
+
+def _generator(generator, name: str = "generator"):
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"{name} must be a torch.Generator or None, got {type(generator).__name__}")
+    return generator
+
+
+def _check_probabilities(probs: Tensor, beta) -> None:
+    """FloatingPointError when the softmax quantizer's probabilities are not finite (before drawing
+    from them): the encoder outputs, the codes or a learned β have diverged."""
+    if not bool(torch.isfinite(probs).all()):
+        raise FloatingPointError(f"the softmax quantizer's probabilities are not finite (beta={beta!r}): the encoder "
+                                 "outputs, the codes or a learned beta are not finite")
 
 
 @dataclass
@@ -132,6 +179,8 @@ def squared_distances(z: Tensor, codebook: Tensor) -> Tensor:
 
     Rounding can push the expanded form slightly below 0; it is clamped there.
     """
+    _tensor(z, "z", (2,))
+    _tensor(codebook, "codebook", (2,), last=z.shape[-1])
     d = (z * z).sum(-1, keepdim=True) - 2 * z @ codebook.T + (codebook * codebook).sum(-1)
     return d.clamp_min(0.0)
 
@@ -163,8 +212,26 @@ def nearest(z: Tensor, codes: Tensor) -> Tensor:
     -------
     Tensor of int64 indices in [0, K), shape ``z.shape[:-1]``
 
+    Raises
+    ------
+    ValueError
+        Naming ``z`` or ``codes`` when they are not real floating tensors of these shapes (one
+        codebook per model needs as many models in ``z``), or not finite.
+
     See also: :func:`training_indices`, :class:`VectorQuantizer`; chapter 1.
     """
+    _tensor(z, "z", (2, 3), finite=True)
+    _tensor(codes, "codes", (2, 3) if z.dim() == 3 else (2,), last=z.shape[-1], finite=True)
+    if codes.dim() == 3 and codes.shape[0] != z.shape[0]:
+        raise ValueError(f"codes holds {codes.shape[0]} codebooks for {z.shape[0]} models in z")
+    if codes.shape[-2] == 0:
+        raise ValueError("codes must hold at least one code")
+    return _nearest(z, codes)
+
+
+@torch.no_grad()
+def _nearest(z: Tensor, codes: Tensor) -> Tensor:
+    """:func:`nearest` without its checks (the quantizer and the engine, on what they made)."""
     cc = (codes * codes).sum(-1)
     if codes.dim() == 2:
         flat = z.reshape(-1, z.shape[-1])
@@ -202,7 +269,11 @@ def training_indices(z: Tensor, codes: Tensor, indices: Tensor, quantizer: str) 
 
     See also: :func:`nearest`, :class:`VectorQuantizer`; chapter 6.
     """
-    return indices if quantizer == "nearest" else nearest(z, codes)
+    quantizer = choice(quantizer, "quantizer", QUANTIZERS)
+    if not isinstance(indices, Tensor) or tuple(indices.shape) != tuple(z.shape[:-1]):
+        raise ValueError(f"indices must be a tensor of shape {tuple(z.shape[:-1])} (z's without its last axis), got "
+                         f"{tuple(indices.shape) if isinstance(indices, Tensor) else type(indices).__name__}")
+    return indices if quantizer == "nearest" else _nearest(z, codes)
 
 
 def learned_beta(theta: Tensor) -> Tensor:
@@ -220,6 +291,8 @@ def learned_beta(theta: Tensor) -> Tensor:
 
     See also: :func:`precision_loss`, :func:`check_beta`; chapter 6.
     """
+    if not isinstance(theta, Tensor) or not theta.is_floating_point():
+        raise ValueError(f"theta must be a real floating tensor, got {getattr(theta, 'dtype', type(theta).__name__)}")
     return torch.exp(LEARNED_BETA_RATE * theta)
 
 
@@ -245,6 +318,7 @@ def precision_loss(beta: Tensor, sq_distance: Tensor, code_dim: int) -> Tensor:
 
     See also: :func:`learned_beta`, :class:`VectorQuantizer`; chapter 6.
     """
+    code_dim = positive_int(code_dim, "code_dim")
     return beta * sq_distance - 0.5 * code_dim * torch.log(beta)
 
 
@@ -301,6 +375,9 @@ class VectorQuantizer(nn.Module):
         decay = DEFAULT_DECAY[self.quantizer] if decay is None else decay
         self.decay = unit_float(decay, "decay", open_left=True, open_right=True)
         self.eps = positive_float(eps, "eps")
+        # the codebook, the EMA sum and three count vectors, float32: refused before allocating
+        fits_in_memory(4 * (2 * self.K * self.code_dim + 3 * self.K),
+                       f"a codebook of K={self.K} codes of dimension code_dim={self.code_dim}")
         codebook = torch.randn(self.K, self.code_dim)
         self.codebook = nn.Parameter(codebook, requires_grad=self.update == "loss")
         if self.learned_beta:  # β = exp(LEARNED_BETA_RATE · θ), 1 at the start
@@ -319,8 +396,8 @@ class VectorQuantizer(nn.Module):
     def beta(self) -> float:
         """β as a float: the fixed value, or the current value of a learned one (chapter 6).
 
-        Setting it fixes β at a finite number > 0 (``ValueError`` naming ``beta`` otherwise); a learned
-        β then stops learning (its parameter goes).
+        Setting it fixes β at a number in (0, :data:`MAX_BETA`] (``ValueError`` naming ``beta`` otherwise);
+        a learned β then stops learning (its parameter goes).
         """
         if self.learned_beta:
             return float(self.beta_tensor().detach())
@@ -328,8 +405,9 @@ class VectorQuantizer(nn.Module):
 
     @beta.setter
     def beta(self, value) -> None:
-        """Fix β at ``value`` (a finite number > 0); a learned β stops learning (its parameter goes) (chapter 6)."""
-        value = positive_float(value, "beta")
+        """Fix β at ``value`` (a number in (0, :data:`MAX_BETA`]); a learned β stops learning (its parameter goes)
+        (chapter 6)."""
+        value = check_beta(value, "softmax", learned=False)
         if self.learned_beta:
             del self.beta_param
             self.learned_beta = False
@@ -359,12 +437,24 @@ class VectorQuantizer(nn.Module):
         -------
         Tensor (N, L, K), each row a probability vector
 
+        Raises
+        ------
+        ValueError
+            Naming ``z`` when it is not a finite real tensor (N, L, code_dim).
+        FloatingPointError
+            When the codes (or a learned β) are not finite.
+
         See also: :func:`nearest`, :meth:`vqlib.VQVAE.posterior`; chapter 4.
         """
+        return self._posterior(_tensor(z, "z", (3,), last=self.code_dim, finite=True))
+
+    def _posterior(self, z: Tensor) -> Tensor:
+        """:meth:`posterior` without its checks (:meth:`vqlib.VQVAE.posterior`, on encoder outputs it made)."""
         if self.quantizer == "nearest":
-            probs = F.one_hot(nearest(z.reshape(-1, self.code_dim), self.codes), self.K).to(z.dtype)
+            probs = F.one_hot(_nearest(z.reshape(-1, self.code_dim), self.codes), self.K).to(z.dtype)
         else:
             probs = torch.softmax(-self.beta * sphere_distances(z.reshape(-1, self.code_dim), self.codes), dim=1)
+            _check_probabilities(probs, self.beta)
         return probs.reshape(*z.shape[:-1], self.K)
 
     def forward(self, z: Tensor, generator: torch.Generator | None = None) -> Quantized:
@@ -385,19 +475,35 @@ class VectorQuantizer(nn.Module):
         -------
         Quantized
 
+        Raises
+        ------
+        ValueError
+            Naming ``z`` when it is not a finite real tensor (N, L, code_dim), checked before the EMA
+            step; naming ``generator`` when it is not a ``torch.Generator``.
+        FloatingPointError
+            When the softmax quantizer's probabilities are not finite (the codes or a learned β diverged).
+
         See also: :class:`Quantized`, :meth:`vqlib.VQVAE.forward`; chapter 1.
         """
+        z = _tensor(z, "z", (3,), last=self.code_dim, finite=True)
+        if z.shape[0] * z.shape[1] == 0:
+            raise ValueError(f"z must hold at least one encoder output, got shape {tuple(z.shape)}")
+        return self._quantize(z, _generator(generator))
+
+    def _quantize(self, z: Tensor, generator: torch.Generator | None = None) -> Quantized:
+        """:meth:`forward` without its checks (:meth:`vqlib.VQVAE.forward`, on encoder outputs it made)."""
         n, L, D = z.shape
         flat = z.reshape(-1, D)
         # Normalising makes a new tensor, so the in-place EMA step below leaves the graph intact.
         codebook = self.codes if self.update == "loss" else self.codes.detach()
         beta_loss = flat.new_zeros(())
         if self.quantizer == "nearest":
-            idx = nearest(flat, codebook)
+            idx = _nearest(flat, codebook)
             probs = F.one_hot(idx, self.K).to(z.dtype)
         else:
             d = sphere_distances(flat.detach(), codebook.detach())
             probs = torch.softmax(-self.beta * d, dim=1)  # a learned β's current value, no gradient
+            _check_probabilities(probs, self.beta)  # torch.multinomial would fail with a RuntimeError
             idx = torch.multinomial(probs, 1, generator=generator).squeeze(1)
             if self.learned_beta and self.training and self.beta_param.requires_grad:
                 beta_loss = precision_loss(self.beta_tensor(), d.gather(1, idx[:, None]).mean(), D)
@@ -427,10 +533,17 @@ class VectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def _ema_step(self, flat: Tensor, idx: Tensor) -> None:
+        """One EMA step towards the mean encoder output of each code. It never writes a non-finite value:
+        a code whose new sum would not be finite (a non-finite encoder output, which only a diverged
+        encoder makes: :meth:`vqlib.VQVAE.forward` refuses non-finite input) keeps its statistics, and
+        :func:`vqlib.fit` raises at the epoch's end on the diverged weights."""
         counts = torch.bincount(idx, minlength=self.K).to(flat.dtype)
         sums = torch.zeros_like(self.ema_sum).index_add_(0, idx, flat)
-        self.ema_count.mul_(self.decay).add_(counts, alpha=1 - self.decay)
-        self.ema_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
+        new_count = self.ema_count.mul(self.decay).add_(counts, alpha=1 - self.decay)
+        new_sum = self.ema_sum.mul(self.decay).add_(sums, alpha=1 - self.decay)
+        finite = torch.isfinite(new_sum).all(-1)
+        self.ema_count.copy_(torch.where(finite, new_count, self.ema_count))
+        self.ema_sum.copy_(torch.where(finite[:, None], new_sum, self.ema_sum))
         total = self.ema_count.sum()
         smoothed = (self.ema_count + self.eps) / (total + self.K * self.eps) * total
         self.codebook.copy_(self.ema_sum / smoothed[:, None])
@@ -447,10 +560,12 @@ class VectorQuantizer(nn.Module):
         Raises
         ------
         ValueError
-            Naming ``codes`` when its shape is not (K, code_dim).
+            Naming ``codes`` when it is not a finite real tensor of shape (K, code_dim).
         """
+        _tensor(codes, "codes", (2,))
         if codes.shape != self.codebook.shape:
             raise ValueError(f"codes has shape {tuple(codes.shape)}, expected {tuple(self.codebook.shape)}")
+        _tensor(codes, "codes", (2,), finite=True)
         codes = F.normalize(codes, dim=-1)
         self.codebook.copy_(codes)
         self.ema_sum.copy_(codes)
@@ -473,8 +588,19 @@ class VectorQuantizer(nn.Module):
         int
             How many codes moved.
 
+        Raises
+        ------
+        ValueError
+            Naming ``z`` when it is not a finite real tensor (M, code_dim), ``generator`` when it is not a
+            ``torch.Generator``.
+
         See also: :func:`vqlib.fit`; chapter 1.
         """
+        return self._reset_dead_codes(_tensor(z, "z", (2,), last=self.code_dim, finite=True), _generator(generator))
+
+    @torch.no_grad()
+    def _reset_dead_codes(self, z: Tensor, generator: torch.Generator | None = None) -> int:
+        """:meth:`reset_dead_codes` without its checks (:func:`vqlib.fit`, which checks the weights after)."""
         dead = (self.recent_count == 0).nonzero().squeeze(1)
         self.recent_count.zero_()
         if dead.numel() == 0 or z.shape[0] == 0:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -36,7 +37,7 @@ from ..data import check_images
 from .engine import init_codebooks
 from .layers import conv_decoder, conv_encoder, conv_parameter_count, mlp
 from .metrics import codebook_usage
-from .quantizers import DEFAULT_DECAY, QUANTIZERS, VectorQuantizer, check_beta
+from .quantizers import DEFAULT_DECAY, QUANTIZERS, VectorQuantizer, _generator, _tensor, check_beta
 
 __all__ = ["VQVAE", "VQOutput", "ARCHITECTURES", "latent_grids", "receptive_fields"]
 
@@ -242,9 +243,10 @@ class VQVAE(nn.Module):
         dec_w = positive_int(decoder_width if decoder_width is not None else hidden, "decoder_width")
         enc_d = positive_int(encoder_depth, "encoder_depth", minimum=0)
         dec_d = positive_int(decoder_depth, "decoder_depth", minimum=0)
-        if init not in ("kmeans", "data", "random"):
-            raise ValueError(f"init={init!r} is not one of ('kmeans', 'data', 'random')")
+        init = choice(init, "init", ("kmeans", "data", "random"))
         self.commitment = nonnegative_float(commitment, "commitment")
+        if not isinstance(dead_code_reset, (bool, np.bool_)) and dead_code_reset not in (0, 1):
+            raise ValueError(f"dead_code_reset must be True or False, got {dead_code_reset!r}")
         self.init, self.dead_code_reset, self.seed = init, bool(dead_code_reset), check_seed(seed)
         self.config = dict(
             in_shape=self.in_shape, K=self.K, L=self.L, code_dim=self.code_dim, architecture=self.architecture,
@@ -303,16 +305,25 @@ class VQVAE(nn.Module):
 
         Parameters
         ----------
-        x : Tensor (N, *in_shape), on the model's device
-            Inputs (not checked here; :meth:`forward` checks the shape).
+        x : Tensor or numpy array (N, *in_shape), floating, values in [0, 1]
+            Inputs, checked as :meth:`forward` checks them (moved to the model's device and dtype).
 
         Returns
         -------
         Tensor (N, L, code_dim)
             f(x)_l, each of unit length.
 
+        Raises
+        ------
+        ValueError
+            Naming ``x``, as :meth:`forward`.
+
         See also: :meth:`decode`, :meth:`posterior`; chapter 1.
         """
+        return self._encode(self.check_batch(x))
+
+    def _encode(self, x: Tensor) -> Tensor:
+        """:meth:`encode` without its checks (the model's own passes, on inputs already checked)."""
         if self.architecture == "conv":  # (N, D, h, w) → position l = i·w + j
             z = self.encoder(x.reshape(x.shape[0], *self.in_shape)).permute(0, 2, 3, 1).reshape(-1, self.L, self.code_dim)
         else:
@@ -331,8 +342,21 @@ class VQVAE(nn.Module):
         -------
         Tensor (N, *in_shape), values in [0, 1]
 
+        Raises
+        ------
+        ValueError
+            Naming ``z_q`` when it is not a finite real tensor of shape (N, L, code_dim).
+
         See also: :meth:`decode_indices`, :meth:`encode`; chapter 1.
         """
+        if not (isinstance(z_q, Tensor) and z_q.dim() == 3 and tuple(z_q.shape[1:]) == (self.L, self.code_dim)):
+            got = tuple(z_q.shape) if isinstance(z_q, Tensor) else type(z_q).__name__
+            raise ValueError(f"z_q must have shape (N, L={self.L}, code_dim={self.code_dim}), got {got}")
+        z_q = _tensor(z_q, "z_q", (3,), finite=True)
+        return self._decode(z_q.to(device=self.device, dtype=self.quantizer.codebook.dtype))
+
+    def _decode(self, z_q: Tensor) -> Tensor:
+        """:meth:`decode` without its checks (the model's own codes)."""
         if self.architecture == "conv":
             h, w = self.grid
             grid = z_q.reshape(z_q.shape[0], h, w, self.code_dim).permute(0, 3, 1, 2)
@@ -355,19 +379,31 @@ class VQVAE(nn.Module):
         Raises
         ------
         ValueError
-            Naming ``indices`` when it is not of shape (N, L), not integers, or outside [0, K).
+            Naming ``indices`` when it is not of shape (N, L), not integers (strings, complex numbers,
+            floats, booleans and integers beyond int64 are refused), or outside [0, K).
 
         See also: :meth:`decode`, :func:`vqlib.generate`; chapter 7.
         """
+        if not isinstance(indices, Tensor):
+            try:
+                raw = np.asarray(indices)
+            except (ValueError, TypeError, OverflowError):  # ragged lists, objects numpy cannot hold
+                raise ValueError("indices must be integers in an array of shape (N, L), got "
+                                 f"{type(indices).__name__} numpy cannot read") from None
+            if raw.dtype.kind not in "iu":
+                raise ValueError(f"indices must be integers, got dtype {raw.dtype}")
+            if raw.size and (raw.min() < 0 or raw.max() >= self.K):
+                raise ValueError(f"indices must lie in [0, K={self.K}), got values in [{raw.min()}, {raw.max()}]")
+            indices = raw.astype(np.int64)
         indices = torch.as_tensor(indices, device=self.device)
         if indices.dim() != 2 or indices.shape[1] != self.L:
             raise ValueError(f"indices must have shape (N, L={self.L}), got {tuple(indices.shape)}")
-        if indices.dtype.is_floating_point or indices.dtype == torch.bool:
+        if indices.dtype.is_floating_point or indices.dtype.is_complex or indices.dtype == torch.bool:
             raise ValueError(f"indices must be integers, got dtype {indices.dtype}")
         if indices.numel() and (indices.min() < 0 or indices.max() >= self.K):
             raise ValueError(f"indices must lie in [0, K={self.K}), got values in "
                              f"[{int(indices.min())}, {int(indices.max())}]")
-        return self.decode(self.quantizer.codes[indices])
+        return self._decode(self.quantizer.codes[indices])
 
     def posterior(self, x: Tensor) -> Tensor:
         """The latent-variable posterior q(k | x) per position (chapters 4–7).
@@ -377,16 +413,75 @@ class VQVAE(nn.Module):
 
         Parameters
         ----------
-        x : Tensor (N, *in_shape), on the model's device
+        x : Tensor or numpy array (N, *in_shape), floating, values in [0, 1]
+            Checked as :meth:`forward` checks it.
 
         Returns
         -------
         Tensor (N, L, K)
             Each row a probability vector over the K codes.
 
+        Raises
+        ------
+        ValueError
+            Naming ``x``, as :meth:`forward`.
+        FloatingPointError
+            When the model's weights give non-finite probabilities (it diverged).
+
         See also: :meth:`vqlib.models.VectorQuantizer.posterior`, :func:`vqlib.models.evaluate_models`; chapter 4.
         """
-        return self.quantizer.posterior(self.encode(x))
+        return self.quantizer._posterior(self._encode(self.check_batch(x)))
+
+    def check_batch(self, x, name: str = "x") -> Tensor:
+        """``x`` as a batch this model can take, or ``ValueError`` naming ``name`` (chapter 1).
+
+        Every public pass of the model (:meth:`forward`, :meth:`encode`, :meth:`posterior`,
+        :meth:`init_codebook`) checks its batch here before any state changes: a torch tensor or
+        numpy array of a floating dtype (integers are refused rather than rescaled, complex numbers
+        rather than cut), of shape (N, *in_shape) with N ≥ 1, every value finite and in [0, 1] (the
+        loss ‖x − x̂‖²/d is then in [0, 1], as every bound needs). One pass over the batch.
+
+        Parameters
+        ----------
+        x : Tensor or numpy array (N, *in_shape), floating
+        name : str
+            The argument's name in error messages.
+
+        Returns
+        -------
+        Tensor (N, *in_shape)
+            ``x`` on the model's device in the model's dtype (the same tensor when it is already;
+            a tensor that requires grad keeps its graph).
+
+        Raises
+        ------
+        ValueError
+            Naming ``name`` and what is wrong: the type, the dtype, the shape, NaN, infinite values,
+            or the range found outside [0, 1].
+
+        See also: :meth:`forward`, :func:`vqlib.data.check_images`; chapter 1.
+        """
+        if isinstance(x, np.ndarray):
+            if x.dtype.kind != "f":
+                raise ValueError(f"{name} must have a floating dtype, got numpy {x.dtype}")
+            x = torch.from_numpy(x)
+        elif not isinstance(x, Tensor):
+            raise ValueError(f"{name} must be a torch tensor or numpy array, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise ValueError(f"{name} must have a floating dtype, got {x.dtype}")
+        if x.dim() != len(self.in_shape) + 1 or tuple(x.shape[1:]) != self.in_shape:
+            raise ValueError(f"{name} has shape {tuple(x.shape)}, which does not match in_shape={self.in_shape}")
+        if x.shape[0] == 0:
+            raise ValueError(f"{name} is empty: shape {tuple(x.shape)}")
+        x = x.to(device=self.device, dtype=self.quantizer.codebook.dtype)
+        lo, hi = (float(v) for v in torch.aminmax(x.detach()))  # one pass; NaN propagates to both
+        if not (lo >= 0 and hi <= 1):
+            if math.isnan(lo) or math.isnan(hi):
+                raise ValueError(f"{name} contains NaN")
+            if math.isinf(lo) or math.isinf(hi):
+                raise ValueError(f"{name} contains infinite values")
+            raise ValueError(f"{name} must lie in [0, 1] (the loss is bounded), found values in [{lo:.6g}, {hi:.6g}]")
+        return x
 
     def forward(self, x: Tensor, generator: torch.Generator | None = None) -> VQOutput:
         """One pass: encode, quantize, decode, and the loss parts training minimises (chapter 1).
@@ -398,7 +493,9 @@ class VQVAE(nn.Module):
 
         Parameters
         ----------
-        x : Tensor (N, *in_shape), values in [0, 1], on the model's device
+        x : Tensor or numpy array (N, *in_shape), floating, values in [0, 1]
+            Checked first (:meth:`check_batch`), before any state changes; moved to the model's
+            device and dtype.
         generator : torch.Generator, optional
             Draws the softmax quantizer's latent variables (None: the global generator); the nearest
             quantizer draws nothing.
@@ -410,15 +507,20 @@ class VQVAE(nn.Module):
         Raises
         ------
         ValueError
-            When ``x.shape[1:]`` is not ``in_shape``.
+            Naming ``x`` when it is not a batch of ``in_shape`` with finite values in [0, 1] of a
+            floating dtype (so a bad batch never reaches the EMA codebook); naming ``generator``.
+        FloatingPointError
+            When the softmax quantizer's probabilities are not finite (the model diverged).
 
         See also: :class:`VQOutput`, :func:`vqlib.fit`, :func:`vqlib.reconstruction_loss`; chapter 1.
         """
-        if tuple(x.shape[1:]) != self.in_shape:
-            raise ValueError(f"x has shape {tuple(x.shape)}, which does not match in_shape={self.in_shape}")
-        z_e = self.encode(x)
-        q = self.quantizer(z_e, generator=generator)
-        x_hat = self.decode(q.z_q)
+        return self._forward(self.check_batch(x), _generator(generator))
+
+    def _forward(self, x: Tensor, generator: torch.Generator | None = None) -> VQOutput:
+        """:meth:`forward` without its checks (:func:`vqlib.fit`'s steps, on a training set it checked)."""
+        z_e = self._encode(x)
+        q = self.quantizer._quantize(z_e, generator=generator)
+        x_hat = self._decode(q.z_q)
         recon = F.mse_loss(x_hat, x)
         usage = codebook_usage(q.indices.detach(), self.K)
         return VQOutput(
@@ -474,12 +576,13 @@ class VQVAE(nn.Module):
         Raises
         ------
         ValueError
-            When ``x`` holds fewer than 2 inputs.
+            When ``x`` holds fewer than 2 inputs or is not a batch :meth:`forward` takes (named ``x``);
+            naming ``generator`` when it is not a ``torch.Generator``.
 
         See also: :func:`vqlib.models.kmeans_batched`, :func:`vqlib.fit`; chapter 1.
         """
 
-        init_codebooks([self], x[None], [generator])
+        init_codebooks([self], self.check_batch(x)[None], [_generator(generator)])
 
 
 def receptive_fields(model: VQVAE, x) -> Tensor:

@@ -358,6 +358,9 @@ def capacity_runs(x, setting: Mapping, *, data_seeds: Sequence[int], train_seeds
                  train_seeds=train_seeds, device=device, evaluate=False)
     train_losses, train_codes = evaluate_models(models, torch.stack([tr for tr, _ in splits]), train_seeds=train_seeds)
     test_losses, _ = evaluate_models(models, torch.stack([te for _, te in splits]), train_seeds=train_seeds)
+    if not (bool(torch.isfinite(train_losses).all()) and bool(torch.isfinite(test_losses).all())):
+        raise FloatingPointError(f"training diverged: some runs' losses are not finite (lr={lr!r}); "
+                                 "try a smaller lr")  # never a NaN row in a table or a cache entry
     rows = []
     for model, d, t, train, test, codes in zip(models, data_seeds, train_seeds, train_losses, test_losses,
                                                train_codes):

@@ -23,12 +23,13 @@ import math
 import numpy as np
 import torch
 
-from .._checks import positive_float, positive_int, unit_float
+from .._checks import nonnegative_float, positive_float, positive_int, unit_float
 from ..bounds.held_out import test_set_bound
 from ..bounds.information import kl_inverse_upper
 from ..bounds.wasserstein import w2
 from ..data import check_images
-from ..models.fit import reconstruction_loss
+from ..models.fit import check_model, reconstruction_loss
+from ..models.layers import Residual
 from ..models.priors import LatentPrior
 from ..models.sampling import generate
 from ..models.vqvae import VQVAE
@@ -66,6 +67,7 @@ def tempered(model: VQVAE, beta: float) -> VQVAE:
     --------
     posteriors, generation_bound; chapter 7.
     """
+    model = check_model(model)
     beta = positive_float(beta, "beta")
     copy_ = copy.deepcopy(model)
     copy_.quantizer.quantizer = "softmax"
@@ -104,6 +106,8 @@ def posteriors(model: VQVAE, x, *, batch_size: int = 1024) -> np.ndarray:
     --------
     tempered, generation_bound, vqlib.models.priors.LatentPrior; chapter 7.
     """
+    model = check_model(model, finite=True)
+    batch_size = positive_int(batch_size, "batch_size")
     x = check_images(x, name="x", in_shape=model.in_shape)
     was_training = model.training
     model.eval()
@@ -116,21 +120,75 @@ def posteriors(model: VQVAE, x, *, batch_size: int = 1024) -> np.ndarray:
 
 
 @torch.no_grad()
+def _interval(layer: torch.nn.Module, lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A box [lo', hi'] holding ``layer(z)`` for every z in the box [lo, hi] (interval arithmetic, chapter 7).
+
+    ReLU is monotone; a linear layer (Linear, Conv2d, ConvTranspose2d) maps the box's centre through
+    itself and its radius through the same layer with |W| and no bias; a residual block x + f(x) gets
+    the sum of the two boxes (valid, ignoring that both terms share x); a Sequential goes layer by layer.
+    """
+    if isinstance(layer, torch.nn.Sequential):
+        for sub in layer:
+            lo, hi = _interval(sub, lo, hi)
+        return lo, hi
+    if isinstance(layer, torch.nn.ReLU):
+        return lo.clamp_min(0), hi.clamp_min(0)
+    if isinstance(layer, Residual):
+        blo, bhi = _interval(layer.block, lo, hi)
+        return lo + blo, hi + bhi
+    centre, radius = (hi + lo) / 2, (hi - lo) / 2
+    if isinstance(layer, torch.nn.Linear):
+        radius = radius @ layer.weight.abs().T
+    elif isinstance(layer, torch.nn.Conv2d):
+        radius = torch.nn.functional.conv2d(radius, layer.weight.abs(), None, layer.stride, layer.padding,
+                                            layer.dilation, layer.groups)
+    elif isinstance(layer, torch.nn.ConvTranspose2d):
+        radius = torch.nn.functional.conv_transpose2d(radius, layer.weight.abs(), None, layer.stride, layer.padding,
+                                                      layer.output_padding, layer.groups, layer.dilation)
+    else:
+        raise ValueError(f"output_ranges handles Linear, Conv2d, ConvTranspose2d, ReLU and Residual layers, "
+                         f"got {type(layer).__name__}")
+    centre = layer(centre)
+    return centre - radius, centre + radius
+
+
+def _first_layer_ranges(model: VQVAE, first: torch.nn.Module, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact per-unit bounds of the decoder's first (linear) layer over all LVs j ∈ [K]^L (chapter 7).
+
+    Positions enter additively, so each unit's minimum (maximum) is its bias plus, over the positions
+    it sees, the minimum (maximum) over the K codes of that position's contribution.
+    """
+    if isinstance(first, torch.nn.Linear):  # MLP: the L codes are concatenated
+        blocks = first.weight.reshape(first.out_features, model.L, model.code_dim)
+        scores = torch.einsum("uld,kd->ulk", blocks, codes)  # (units, L, K)
+        return first.bias + scores.min(-1).values.sum(-1), first.bias + scores.max(-1).values.sum(-1)
+    if isinstance(first, torch.nn.Conv2d) and first.groups == 1:  # conv: each kernel offset sees one position
+        scores = torch.einsum("ocab,kc->okab", first.weight, codes)  # (out, K, kh, kw)
+        ones = torch.ones(1, 1, *model.grid, dtype=codes.dtype, device=codes.device)  # which offsets fall inside
+        lo = torch.nn.functional.conv2d(ones, scores.min(1, keepdim=True).values, first.bias, first.stride,
+                                        first.padding, first.dilation)
+        hi = torch.nn.functional.conv2d(ones, scores.max(1, keepdim=True).values, first.bias, first.stride,
+                                        first.padding, first.dilation)
+        return lo, hi
+    raise ValueError(f"output_ranges needs a Linear or Conv2d first decoder layer, got {type(first).__name__}")
+
+
 def output_ranges(model: VQVAE, *, max_enumerate: int = 2 ** 16) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-pixel bounds lo ≤ h_p(j) ≤ hi over all LVs j ∈ [K]^L, for the diameter (chapter 7).
 
     When K^L ≤ ``max_enumerate`` every j is decoded and the ranges are exact. Otherwise
     they are certified by interval arithmetic through the decoder: the first layer's
-    pre-activations are exact per unit (Σ_l max_k and Σ_l min_k over the codes, since
-    positions enter additively), then each ReLU and linear layer maps boxes to boxes, and
-    the final sigmoid is monotone.
+    pre-activations are exact per unit (Σ over the positions a unit sees of max_k and min_k
+    over the codes, since positions enter additively), then each ReLU, linear, convolution,
+    transposed convolution and residual block maps boxes to boxes, and the final sigmoid is
+    monotone. Both architectures (``"mlp"``, ``"conv"``) are handled.
 
     Parameters
     ----------
     model : VQVAE
         The model whose decoder h is bounded; its training mode is restored afterwards.
     max_enumerate : int, default 2 ** 16
-        Decode every LV when K^L is at most this.
+        Decode every LV when K^L is at most this (0 always uses interval arithmetic).
 
     Returns
     -------
@@ -140,44 +198,37 @@ def output_ranges(model: VQVAE, *, max_enumerate: int = 2 ** 16) -> tuple[torch.
     Raises
     ------
     ValueError
-        When interval arithmetic meets a decoder layer other than Linear and ReLU (after the first).
+        When ``max_enumerate`` is not an integer ≥ 0, or interval arithmetic meets a decoder
+        layer it does not handle.
 
     See also
     --------
     diameter_bound, generation_bound; chapter 7.
     """
+    model = check_model(model, finite=True)
+    # 2**24 decodings take minutes on a CPU; beyond, enumeration would run for hours: interval arithmetic instead
+    max_enumerate = positive_int(max_enumerate, "max_enumerate", minimum=0, maximum=2**24)
     was_training = model.training
     model.eval()
     try:
-        codes = model.quantizer.codes.detach()
-        if model.K ** model.L <= max_enumerate:
-            lo = hi = None
-            for chunk in torch.cartesian_prod(*[torch.arange(model.K)] * model.L).reshape(-1, model.L).split(8192):
-                out = model.decode_indices(chunk.to(model.device)).reshape(len(chunk), -1)
-                lo = out.min(0).values if lo is None else torch.minimum(lo, out.min(0).values)
-                hi = out.max(0).values if hi is None else torch.maximum(hi, out.max(0).values)
-            return lo.cpu(), hi.cpu()
-        layers = list(model.decoder)
-        first = layers[0]
-        blocks = first.weight.reshape(first.out_features, model.L, model.code_dim)
-        scores = torch.einsum("uld,kd->ulk", blocks, codes)  # (units, L, K)
-        lo = first.bias + scores.min(-1).values.sum(-1)
-        hi = first.bias + scores.max(-1).values.sum(-1)
-        for layer in layers[1:]:
-            if isinstance(layer, torch.nn.ReLU):
-                lo, hi = lo.clamp_min(0), hi.clamp_min(0)
-            elif isinstance(layer, torch.nn.Linear):
-                centre, radius = (hi + lo) / 2, (hi - lo) / 2
-                centre, radius = layer(centre), radius @ layer.weight.abs().T
-                lo, hi = centre - radius, centre + radius
-            else:
-                raise ValueError(f"output_ranges handles Linear and ReLU layers, got {type(layer).__name__}")
-        return torch.sigmoid(lo).cpu(), torch.sigmoid(hi).cpu()
+        with torch.no_grad():
+            codes = model.quantizer.codes.detach()
+            if model.K ** model.L <= max_enumerate:
+                lo = hi = None
+                for chunk in torch.cartesian_prod(*[torch.arange(model.K)] * model.L).reshape(-1, model.L).split(8192):
+                    out = model.decode_indices(chunk.to(model.device)).reshape(len(chunk), -1)
+                    lo = out.min(0).values if lo is None else torch.minimum(lo, out.min(0).values)
+                    hi = out.max(0).values if hi is None else torch.maximum(hi, out.max(0).values)
+                return lo.cpu(), hi.cpu()
+            layers = list(model.decoder)
+            lo, hi = _first_layer_ranges(model, layers[0], codes)
+            lo, hi = _interval(torch.nn.Sequential(*layers[1:]), lo, hi)
+            return torch.sigmoid(lo).reshape(-1).cpu(), torch.sigmoid(hi).reshape(-1).cpu()
     finally:
         model.train(was_training)
 
 
-def diameter_bound(model: VQVAE, **kwargs) -> float:
+def diameter_bound(model: VQVAE, *, max_enumerate: int = 2 ** 16) -> float:
     """An upper bound on diam(h) = max_{j, j'} ‖h(j) − h(j')‖ (chapter 7).
 
     sqrt(Σ_p (hi_p − lo_p)²) with the ranges of :func:`output_ranges`, capped at √d.
@@ -186,8 +237,8 @@ def diameter_bound(model: VQVAE, **kwargs) -> float:
     ----------
     model : VQVAE
         The model whose decoder h is bounded.
-    **kwargs
-        Passed to :func:`output_ranges` (``max_enumerate``).
+    max_enumerate : int, default 2 ** 16
+        As in :func:`output_ranges`.
 
     Returns
     -------
@@ -203,7 +254,7 @@ def diameter_bound(model: VQVAE, **kwargs) -> float:
     --------
     output_ranges, w2_terms, generation_bound; chapter 7.
     """
-    lo, hi = output_ranges(model, **kwargs)
+    lo, hi = output_ranges(model, max_enumerate=max_enumerate)
     return min(float(((hi - lo).double() ** 2).sum().sqrt()), math.sqrt(lo.numel()))
 
 
@@ -238,12 +289,10 @@ def w2_terms(d: int, risk: float, kl: float, diam: float | None = None) -> dict[
     --------
     generation_bound, diameter_bound; chapter 7.
     """
-    d = positive_int(d, "d")
-    if not (math.isfinite(risk) and risk >= 0):
-        raise ValueError(f"risk must be a finite number ≥ 0, got {risk!r}")
-    if not (math.isfinite(kl) and kl >= 0):
-        raise ValueError(f"kl must be a finite number ≥ 0, got {kl!r}")
-    diam = math.sqrt(d) if diam is None else float(diam)
+    d = positive_int(d, "d", maximum=2**62)  # pixels: far beyond any image, and √d stays exact enough
+    risk = nonnegative_float(risk, "risk")
+    kl = nonnegative_float(kl, "kl")
+    diam = math.sqrt(d) if diam is None else nonnegative_float(diam, "diam")
     tv = min(1.0, math.sqrt(kl / 2.0))  # Pinsker, and TV ≤ 1
     rec, gen = math.sqrt(d * risk), diam * math.sqrt(tv)
     return {"rec": rec, "gen": gen, "total": rec + gen, "tv": tv, "diam": diam}
@@ -299,6 +348,9 @@ def generation_bound(model: VQVAE, prior: LatentPrior, x_test, *, delta: float =
     --------
     w2_terms, diameter_bound, measure_w2, tempered, vqlib.bounds.held_out.test_set_bound; chapter 7.
     """
+    model = check_model(model, finite=True)
+    if diam is not None:
+        diam = nonnegative_float(diam, "diam")
     if not isinstance(prior, LatentPrior):
         raise ValueError(f"prior must be a vqlib.models.priors prior, got {type(prior).__name__}")
     if (prior.K, prior.L) != (model.K, model.L):

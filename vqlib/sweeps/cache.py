@@ -14,14 +14,17 @@ re-executed with a warm cache recomputes nothing. The key is a SHA-256 over
 
 An entry is one JSON file holding the key, the rows and a checksum of the rows, written
 to a temporary file and renamed into place, so a kill leaves either the whole entry or
-none. A file that does not parse, whose key differs, whose checksum fails, or whose rows
-are not rows (a list of JSON objects; a sweep adds its own schema, ``validate=``) is
-reported (a warning naming the file), moved aside and recomputed: never read as data.
+none. Rows hold finite numbers only: a NaN or an infinity anywhere in a row (a diverged
+training, an undefined estimate) is never stored (:func:`rows_problem`). A file that does
+not parse, whose key differs, whose checksum fails, or whose rows are not rows (a list of
+JSON objects of finite numbers; a sweep adds its own schema, ``validate=``) is reported (a
+warning naming the file), moved aside (``<key>.corrupt``, then ``<key>.corrupt-2``, … so an
+earlier copy is never overwritten) and recomputed: never read as data.
 A folder that cannot be written is reported too (:class:`CacheWarning`): the rows are
 returned uncached, and a read-only folder of complete entries is read as usual.
 
-``VQLIB_CACHE`` sets the folder (default ``~/.cache/vqlib``); ``VQLIB_CACHE=off``
-turns caching off. ``root=`` names the folder explicitly (a Dask worker started before
+``VQLIB_CACHE`` sets the folder (default ``~/.cache/vqlib``; a relative path is taken from
+the current folder, once); ``VQLIB_CACHE=off`` turns caching off. ``root=`` names the folder explicitly (a Dask worker started before
 ``VQLIB_CACHE`` was set still writes where its client reads). Rows come back through
 JSON whether the cache is on or off, so a cold, a warm and an uncached call return equal
 rows.
@@ -31,6 +34,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import os
 import tempfile
 import warnings
@@ -40,9 +44,10 @@ from pathlib import Path
 import numpy as np
 
 from .._version import PACKAGE_ROOT, __version__
+from ..tables import write_text_atomic
 
 __all__ = ["CacheWarning", "cache_dir", "cached", "code_fingerprint", "data_fingerprint", "entry_path", "is_cached",
-           "key_of", "lookup", "rows_problem", "writable_problem"]
+           "key_of", "lookup", "nonfinite_problem", "rows_problem", "writable_problem"]
 
 _ENV = object()  # root not given: read VQLIB_CACHE
 
@@ -50,8 +55,8 @@ _ENV = object()  # root not given: read VQLIB_CACHE
 class CacheWarning(UserWarning):
     """A cache entry was corrupt or partial and has been recomputed, or could not be written (every chapter).
 
-    The entry is moved aside (suffix ``.corrupt``) before it is recomputed; an unwritable
-    folder gives the rows uncached.
+    The entry is moved aside (suffix ``.corrupt``, then ``.corrupt-2``, … : an earlier copy is
+    kept) before it is recomputed; an unwritable folder gives the rows uncached.
 
     See also
     --------
@@ -65,8 +70,13 @@ def cache_dir() -> Path | None:
     Returns
     -------
     pathlib.Path or None
-        The folder (``~`` expanded), or None when ``VQLIB_CACHE`` is ``off``, ``0``, ``false``
-        or ``none`` (any case).
+        The folder (``~`` expanded, made absolute), or None when ``VQLIB_CACHE`` is ``off``,
+        ``0``, ``false`` or ``none`` (any case).
+
+    Raises
+    ------
+    ValueError
+        Naming ``VQLIB_CACHE`` when it holds a ``~user`` that names no user.
 
     See also
     --------
@@ -75,7 +85,15 @@ def cache_dir() -> Path | None:
     value = os.environ.get("VQLIB_CACHE", "").strip()
     if value.lower() in ("off", "0", "false", "none"):
         return None
-    return Path(value).expanduser() if value else Path.home() / ".cache" / "vqlib"
+    if not value:
+        return Path.home() / ".cache" / "vqlib"
+    try:
+        path = Path(value).expanduser()
+    except RuntimeError:  # "~nosuchuser/…"
+        path = Path(value)
+    if path.parts and path.parts[0].startswith("~"):
+        raise ValueError(f"VQLIB_CACHE={value!r} starts with {path.parts[0]!r}, which names no user's home folder")
+    return path.absolute()  # workers and later calls write where this process reads
 
 
 #: The subpackage that presents results but never computes them: editing it keeps the cache.
@@ -286,11 +304,53 @@ def _jsonable(rows):
     return out
 
 
+def _nonfinite_at(value, where: str = "") -> str | None:
+    """Where in ``value`` (nested lists and objects) a NaN or an infinity is, and which, or None."""
+    stack = [(value, where)]
+    while stack:
+        v, at = stack.pop()
+        if isinstance(v, float):
+            if not math.isfinite(v):
+                return f"{'NaN' if math.isnan(v) else ('inf' if v > 0 else '-inf')}{' at ' + at if at else ''}"
+        elif isinstance(v, dict):
+            stack.extend((item, f"{at}[{json.dumps(str(k))}]") for k, item in reversed(list(v.items())))
+        elif isinstance(v, (list, tuple)):
+            stack.extend((item, f"{at}[{i}]") for i, item in reversed(list(enumerate(v))))
+    return None
+
+
+def nonfinite_problem(rows) -> str | None:
+    """Where the first NaN or infinity of ``rows`` is, e.g. ``"row 3 holds NaN in column 'gap'"``; None: nowhere (every chapter).
+
+    Parameters
+    ----------
+    rows : list of dict
+        Rows (numbers at any depth of lists and objects are looked at).
+
+    Returns
+    -------
+    str or None
+        The row, the column and, inside a nested value, the position of the first non-finite number.
+
+    See also
+    --------
+    rows_problem; every chapter (``python -m vqlib run … --out`` refuses such a table).
+    """
+    for i, row in enumerate(rows):
+        for key, value in (row.items() if isinstance(row, dict) else ()):
+            found = _nonfinite_at(value)
+            if found is not None:
+                what, _, at = found.partition(" at ")
+                return f"row {i} holds {what} in column {key!r}" + (f" at {at}" if at else "")
+    return None
+
+
 def rows_problem(rows) -> str | None:
     """What makes ``rows`` unfit to be a table's rows (None: nothing): the schema of every entry (every chapter).
 
-    Rows are a list of JSON objects (dicts with string keys); a sweep adds its own schema
-    (:meth:`vqlib.sweeps.Sweep.check_rows`).
+    Rows are a list of JSON objects (dicts with string keys) whose numbers are all finite: a
+    NaN or an infinity at any depth (a diverged training) is never a result; a sweep adds its
+    own schema (:meth:`vqlib.sweeps.Sweep.check_rows`).
 
     Parameters
     ----------
@@ -311,7 +371,8 @@ def rows_problem(rows) -> str | None:
     for i, row in enumerate(rows):
         if not isinstance(row, dict) or not all(isinstance(k, str) for k in row):
             return f"its row {i} is not an object of named values: {row!r:.60}"
-    return None
+    found = nonfinite_problem(rows)
+    return None if found is None else f"its {found}, not a finite number"
 
 
 def _load(path: Path, key: str, validate: Callable | None = None):
@@ -339,10 +400,31 @@ def _read(path: Path, key: str, validate: Callable | None = None):
     if problem is None:
         return rows
     warnings.warn(f"cache entry {path} is corrupt or partial ({problem}); recomputing", CacheWarning, stacklevel=3)
-    try:
-        path.replace(path.with_suffix(".corrupt"))
-    except OSError:
-        pass
+    _move_aside(path)
+    return None
+
+
+def _move_aside(path: Path) -> Path | None:
+    """Move a corrupt entry to ``<key>.corrupt`` (``.corrupt-2``, … when taken): never over an earlier copy."""
+    for i in range(1, 10_000):
+        target = path.with_suffix(".corrupt" if i == 1 else f".corrupt-{i}")
+        try:
+            os.link(path, target)  # fails if target exists: no copy is ever overwritten
+        except FileExistsError:
+            continue
+        except OSError:  # a file system without hard links: a rename to a name that is free now
+            if target.exists():
+                continue
+            try:
+                path.rename(target)
+                return target
+            except OSError:
+                return None
+        try:
+            path.unlink()
+        except OSError:
+            pass
+        return target
     return None
 
 
@@ -378,7 +460,7 @@ def lookup(name: str, config: Mapping, *, data=None, root=_ENV, code: str | None
     is_cached, cached; every chapter.
     """
     path = entry_path(name, config, data, root=root, code=code)
-    if path is None or not path.exists():
+    if path is None or not _is_file(path):
         return None
     return _read(path, path.stem, validate)
 
@@ -416,7 +498,15 @@ def is_cached(name: str, config: Mapping, *, data=None, root=_ENV, code: str | N
     lookup, vqlib.sweeps.Sweep.count_cached; every chapter.
     """
     path = entry_path(name, config, data, root=root, code=code)
-    return path is not None and path.is_file() and _load(path, path.stem, validate)[1] is None
+    return path is not None and _is_file(path) and _load(path, path.stem, validate)[1] is None
+
+
+def _is_file(path: Path) -> bool:
+    """Whether ``path`` is a file; False where it cannot even be looked at (a name too long, no permission)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def writable_problem(root) -> str | None:
@@ -442,11 +532,14 @@ def writable_problem(root) -> str | None:
     """
 
     root = probe = Path(root).expanduser()
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent
-    if not probe.is_dir():
-        return f"{probe} is a file, not a folder"
+    long = [part for part in root.parts if len(os.fsencode(part)) > 255]
+    if long:
+        return f"{root} cannot be created: the name {long[0][:40]!r}… is longer than 255 bytes"
     try:
+        while not probe.exists() and probe.parent != probe:
+            probe = probe.parent
+        if not probe.is_dir():
+            return f"{probe} is a file, not a folder"
         with tempfile.TemporaryFile(dir=probe):
             pass
     except OSError as err:
@@ -456,7 +549,8 @@ def writable_problem(root) -> str | None:
 
 
 def cached(name: str, config: Mapping, compute: Callable[[], list[dict]], *, data=None,
-           refresh: bool = False, root=_ENV, code: str | None = None, validate: Callable | None = None) -> list[dict]:
+           refresh: bool = False, root=_ENV, code: str | None = None, validate: Callable | None = None,
+           job: str | None = None) -> list[dict]:
     """The rows of sweep ``name`` with ``config`` on ``data``: from the cache, else computed (every chapter).
 
     Rows come back as JSON stores them, so a warm call, a cold one and one with the cache
@@ -484,6 +578,8 @@ def cached(name: str, config: Mapping, compute: Callable[[], list[dict]], *, dat
     validate : callable, optional
         ``validate(rows)`` returns what is wrong with rows that parse (None: nothing), e.g.
         :meth:`vqlib.sweeps.Sweep.check_rows`.
+    job : str, optional
+        How errors name this job (e.g. its grid values, ``"L=4, K=16"``); default its configuration.
 
     Returns
     -------
@@ -493,7 +589,8 @@ def cached(name: str, config: Mapping, compute: Callable[[], list[dict]], *, dat
     Raises
     ------
     ValueError
-        When computed rows fail ``validate`` (nothing is stored).
+        When computed rows fail :func:`rows_problem` (a NaN or an infinity anywhere) or ``validate``:
+        nothing is stored, and the message names the sweep, the job, the row and the column.
     TypeError
         When ``compute()`` does not return a list of dict rows.
 
@@ -503,37 +600,34 @@ def cached(name: str, config: Mapping, compute: Callable[[], list[dict]], *, dat
     """
     code = code_fingerprint() if code is None else code
     path = entry_path(name, config, data, root=root, code=code)
+    label = job if job is not None else f"job {_canonical(dict(config))[:200]}"
     if path is None:
-        return _computed(compute, validate, name)
+        return _computed(compute, validate, name, label)
     key = path.stem
-    if path.exists() and not refresh:
+    if _is_file(path) and not refresh:
         rows = _read(path, key, validate)
         if rows is not None:
             return rows
-    rows = _computed(compute, validate, name)
+    rows = _computed(compute, validate, name, label)
     rows_json = _canonical(rows)
     entry = {"key": key, "name": name, "config": json.loads(_canonical(dict(config))),
              "data": data_fingerprint(data), "code": code,
              "complete": True, "checksum": _checksum(rows_json), "rows": rows}
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(entry))
-        tmp.replace(path)  # atomic: a reader never sees half a file
+        # atomic: a reader never sees half a file, a failed write leaves no temporary file
+        write_text_atomic(path, json.dumps(entry, allow_nan=False))
     except OSError as err:
         warnings.warn(f"cache entry {path} cannot be written ({type(err).__name__}: {err}); "
                       "the rows are returned but not cached", CacheWarning, stacklevel=2)
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
     return rows
 
 
-def _computed(compute: Callable, validate: Callable | None, name: str) -> list[dict]:
-    """``compute()``'s rows through JSON, checked against ``validate`` before anything stores them."""
+def _computed(compute: Callable, validate: Callable | None, name: str, job: str) -> list[dict]:
+    """``compute()``'s rows through JSON, checked (finite numbers, ``validate``) before anything stores them."""
     rows = _roundtrip(compute())
-    problem = validate(rows) if validate else None
+    problem = rows_problem(rows) or (validate(rows) if validate else None)
     if problem:
-        raise ValueError(f"{name}: the computed rows do not fit the sweep's schema: {problem}")
+        raise ValueError(f"{name}, {job}: the computed rows do not fit the sweep's schema, so nothing is cached: "
+                         f"{problem}")
     return rows

@@ -30,6 +30,7 @@ import torch
 from ..models.fit import fit, reconstruction_loss
 from ..models.vqvae import VQVAE, receptive_fields
 from ..studies.latents import sweep_latents
+from . import registry as r
 from .registry import Sweep, register
 
 __all__ = ["GRID", "LATENTS", "MODEL", "model_of"]
@@ -38,6 +39,13 @@ __all__ = ["GRID", "LATENTS", "MODEL", "model_of"]
 def _data(job) -> dict:
     """Both sweeps read the training and test splits of ``data``."""
     return {"x_train": (job["data"], "train"), "x_test": (job["data"], "test")}
+
+
+def _check(job, arrays) -> None:
+    """Every setting of one job of the chapter-1 sweeps, before anything is trained."""
+    architecture = "conv" if "hidden" in job and "n_fields" in job else "mlp"  # ch01-grid is the conv sweep
+    r.check_settings(job, K=r.codebook(), L=r.latent_grid(arrays["x_train"], architecture), epochs=r.count(),
+                     train_seed=r.seed, hidden=r.count(), n_fields=r.count(), n_shown=r.count())
 
 
 def _model(*, x_train, x_test, K, L, data, epochs, train_seed):
@@ -89,6 +97,7 @@ MODEL = register(Sweep(
     compute=_model,
     columns=("K", "L", "history", "state"),
     data=_data,
+    check=_check,
 ))
 
 GRID = register(Sweep(
@@ -100,6 +109,7 @@ GRID = register(Sweep(
     compute=_grid,
     columns=("K", "L", "grid", "fields", "state"),
     data=_data,
+    check=_check,
 ))
 
 LATENTS = register(Sweep(
@@ -113,4 +123,5 @@ LATENTS = register(Sweep(
     columns=("K", "L", "train_loss", "test_loss", "gap"),
     grid=("L", "K"),
     data=_data,
+    check=_check,
 ))

@@ -39,6 +39,7 @@ import numpy as np
 from ..bounds.certificates import CertificateWarning
 from ..bounds.coverage import coverage_study, summarise_coverage
 from ..studies.supersample_runs import run_supersample
+from . import registry as r
 from .registry import Sweep, register
 
 __all__ = ["KMEANS", "COVERAGE", "VQVAE_RUNS"]
@@ -71,6 +72,19 @@ def _run(images, **kwargs):
 def _data(job) -> dict:
     """Every chapter-2 sweep reads ``split`` of ``data``."""
     return {"x": (job["data"], job["split"])}
+
+
+def _check(job, arrays) -> None:
+    """Every setting of one job of the chapter-2 sweeps, before anything is trained."""
+    x = arrays["x"]
+    r.check_settings(job, n=r.half_of(x), K=r.codebook(), n_masks=r.count(2), n_supersamples=r.count(),
+                     epochs=r.count(), hidden=r.count(), train_seed=r.seed, truth_runs=r.count(),
+                     architecture=r.one_of("mlp", "conv"), learner=r.one_of("kmeans", "vqvae"))
+    r.check_settings(job, confidence=r.open_unit if "learner" in job else r.optional(r.open_unit),
+                     toy_experiments=r.each(r.each(r.count(), length=2)),
+                     vqvae_experiments=r.each(r.each(r.count(), length=2)))
+    if "architecture" in job:  # ch02-vqvae: a VQ-VAE on the n points of a training half
+        r.check_settings(job, n=r.count(2), L=r.latent_grid(x, job["architecture"]))
 
 
 def _kmeans(*, x, n, K, data, split, n_masks, n_supersamples, confidence, train_seed):
@@ -125,6 +139,7 @@ KMEANS = register(Sweep(
     columns=("n", "K", "gap", "bounds", "certified"),
     grid=("n", "K"),
     data=_data,
+    check=_check,
 ))
 
 COVERAGE = register(Sweep(
@@ -141,6 +156,7 @@ COVERAGE = register(Sweep(
     columns=("learner", "experiments", "summary"),
     grid=("learner",),
     data=_data,
+    check=_check,
 ))
 
 VQVAE_RUNS = register(Sweep(
@@ -154,4 +170,5 @@ VQVAE_RUNS = register(Sweep(
     compute=_vqvae,
     columns=("n", "K", "L", "gap", "bounds", "certified"),
     data=_data,
+    check=_check,
 ))

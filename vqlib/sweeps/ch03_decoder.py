@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from ..models.fit import reconstruction_loss
 from ..studies import decoder_gap as dg
+from . import registry as r
 from .registry import Sweep, register
 
 __all__ = ["MEMORISER", "PARTS_SWEEP", "results_of"]
@@ -55,6 +56,13 @@ def results_of(rows) -> dict:
 def _data(job) -> dict:
     """Both sweeps read the ``separate`` split (the reference) and the ``pool`` split (the supersamples) of ``data``."""
     return {"x_separate": (job["data"], job["separate"]), "x_pool": (job["data"], job["pool"])}
+
+
+def _check(job, arrays) -> None:
+    """Every setting of one job of the chapter-3 sweeps, before anything is trained."""
+    r.check_settings(job, n=r.half_of(arrays["x_pool"], "the pool split"), K=r.codebook(), L=r.count(),
+                     hidden=r.count(), supersample_seeds=r.seeds, mask_seeds=r.seeds, lr=r.positive,
+                     steps=r.count(), rescue_K=r.codebook(), rescue_decoder_steps=r.count(0))
 
 
 def _memoriser(*, x_separate, x_pool, data, separate, pool, n, K, L, hidden, supersample_seeds, mask_seeds):
@@ -86,6 +94,7 @@ MEMORISER = register(Sweep(
     compute=_memoriser,
     columns=("K", "L", "row", "part"),
     data=_data,
+    check=_check,
 ))
 
 PARTS_SWEEP = register(Sweep(
@@ -100,4 +109,5 @@ PARTS_SWEEP = register(Sweep(
     columns=("K", "L", "row", "part"),
     grid=("K",),
     data=_data,
+    check=_check,
 ))

@@ -28,6 +28,7 @@ import torch
 from ..data import load_dataset
 from ..models.fit import model_summary
 from ..studies import prior_bounds as pb
+from . import registry as r
 from .registry import Sweep, register
 
 __all__ = ["MAIN", "SETTINGS", "axis_settings", "runs_of", "split_reference_pool", "summary_of"]
@@ -88,6 +89,23 @@ def _data(job) -> dict:
     return {"x": (job["data"], job["split"])}
 
 
+def _check(job, arrays) -> None:
+    """Every setting of one job of the chapter-4 sweeps, before anything is trained."""
+    x = arrays["x"]
+    r.check_settings(job, n_reference=r.at_most(len(x) - 4, why=f" (the {len(x)} images keep a pool of 4)"),
+                     split_seed=r.seed, reference_lr=r.positive, hidden=r.count(), train_seed=r.seed,
+                     steps=r.count(0), lr=r.positive, supersample_seeds=r.seeds, n_masks=r.count(2),
+                     reference_epochs=r.count())
+    if "setting" in job:
+        if not isinstance(job["setting"], (list, tuple)) or len(job["setting"]) != 3:
+            raise ValueError(f"setting must be [K, L, n], got {job['setting']!r}")
+        K, L, n = job["setting"]
+    else:
+        K, L, n = job.get("K"), job.get("L"), job.get("n")
+    pool = x[: len(x) - job["n_reference"]]  # as many images as the pool has
+    r.check_settings(dict(K=K, L=L, n=n), K=r.codebook(), L=r.count(), n=r.half_of(pool, "the pool"))
+
+
 def _main(*, x, K, L, n, supersample_seeds, n_masks, **common):
     return [_one(x, K=K, L=L, n=n, supersample_seeds=supersample_seeds, n_masks=n_masks, **common)]
 
@@ -112,6 +130,7 @@ MAIN = register(Sweep(
     compute=_main,
     columns=("K", "L", "n", "summary"),
     data=_data,
+    check=_check,
 ))
 
 SETTINGS = register(Sweep(
@@ -126,4 +145,5 @@ SETTINGS = register(Sweep(
     columns=("K", "L", "n", "summary"),
     grid=("setting",),
     data=_data,
+    check=_check,
 ))

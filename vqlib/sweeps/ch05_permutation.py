@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from ..bounds.supersample import make_supersample
 from ..studies.permutation import exact_enumeration, gap_versus_n
+from ..studies.permutation import MAX_SUBSETS
+from . import registry as r
 from .registry import Sweep, register
 
 __all__ = ["EXACT", "MONTE_CARLO"]
@@ -24,6 +26,16 @@ __all__ = ["EXACT", "MONTE_CARLO"]
 def _data(job) -> dict:
     """Both sweeps read the training split of ``dataset``."""
     return {"x": (job.get("dataset", "digits"), "train")}
+
+
+def _check(job, arrays) -> None:
+    """Every setting of one job of the chapter-5 sweeps, before anything is computed."""
+    x = arrays["x"]
+    if "settings" in job:  # ch05-exact: every training set of each tiny supersample
+        r.check_settings(job, n=r.few_subsets(MAX_SUBSETS))
+    r.check_settings(job, n=r.half_of(x), settings=r.each(r.each(r.count(), length=2)), L=r.count(),
+                     Ks=r.each(r.codebook()), NS=r.each(r.half_of(x)), supersample_seeds=r.seeds,
+                     mask_seeds=r.seeds, swap_rounds=r.count(0))
 
 
 def _exact(x, *, n, settings, supersample_seeds, swap_rounds):
@@ -53,6 +65,7 @@ EXACT = register(Sweep(
     columns=("n", "K", "L", "exact_gap", "exact_information"),
     grid=("n",),
     data=_data,
+    check=_check,
 ))
 
 MONTE_CARLO = register(Sweep(
@@ -67,4 +80,5 @@ MONTE_CARLO = register(Sweep(
     columns=("n", "K", "L", "gap"),
     grid=("L",),
     data=_data,
+    check=_check,
 ))

@@ -36,6 +36,7 @@ from ..studies.temperature import (
     with_temperature,
 )
 from .cache import data_fingerprint
+from . import registry as r
 from .registry import Sweep, register
 
 __all__ = ["TEMPERATURE", "LEARNED", "split_reference_pool", "reference_model", "reconstruction_examples"]
@@ -64,6 +65,18 @@ def reference_model(x, *, K, L, hidden, epochs, lr, train_seed, n_reference=600,
         _REFERENCES[key] = train_reference(x_ref, K, L, beta=beta, epochs=epochs, lr=lr, hidden=hidden,
                                            train_seed=train_seed)
     return _REFERENCES[key]
+
+
+def _check(job, arrays) -> None:
+    """Every setting of one job of the chapter-6 sweeps, before anything is trained."""
+    x = arrays["x"]
+    if len(x) <= 600:
+        raise ValueError(f"the data hold {len(x)} images; the sweep trains its references on 600 and needs a pool")
+    pool = x[600:]
+    r.check_settings(job, beta=r.positive, K=r.codebook(), L=r.count(), n=r.half_of(pool, "the pool"),
+                     hidden=r.count(), reference_epochs=r.count(), reference_lr=r.positive,
+                     n_supersamples=r.count(), n_masks=r.count(2), steps=r.count(0), lr=r.positive,
+                     n_samples=r.count(), train_seed=r.seed, sample_seed=r.seed, epochs=r.count())
 
 
 def _pool_loss(model, pool, sample_seed) -> float:
@@ -128,6 +141,7 @@ TEMPERATURE = register(Sweep(
     columns=("beta", "K", "L", "gap", "stability", "scratch_pool_loss", "tempered_pool_loss"),
     grid=("beta",),
     data=_data,
+    check=_check,
 ))
 
 LEARNED = register(Sweep(
@@ -140,4 +154,5 @@ LEARNED = register(Sweep(
     columns=("beta", "pool_loss", "nearest_pool_loss", "history"),
     grid=("train_seed",),
     data=_data,
+    check=_check,
 ))

@@ -30,6 +30,7 @@ from ..studies.generation import (
     posteriors,
     tempered,
 )
+from . import registry as r
 from .registry import Sweep, register
 
 __all__ = ["PRIORS", "PENALTY", "evaluate_generation", "split_data"]
@@ -52,6 +53,21 @@ def split_data(x, n_train: int, split_seed: int):
     held = order[n_train:]
     half = len(held) // 2
     return x[order[:n_train]], x[held[:half]], x[held[half:2 * half]]
+
+
+def _check(job, arrays) -> None:
+    """Every setting of one job of the chapter-7 sweeps, before anything is trained."""
+    x = arrays["x"]
+    if "KL" in job and (not isinstance(job["KL"], (list, tuple)) or len(job["KL"]) != 2):
+        raise ValueError(f"KL must be [K, L], got {job['KL']!r}")
+    r.check_settings(job, train_seed=r.seed, split_seed=r.seed,
+                     n_train=r.at_most(len(x) - 2, why=f" (the {len(x)} images keep 2 held out)"),
+                     betas=r.each(r.optional(r.positive)), hidden=r.count(), epochs=r.count(), lr=r.positive,
+                     delta=r.open_unit, kl_weight=r.nonnegative, beta=r.optional(r.positive))
+    K, L = job["KL"] if "KL" in job else (job.get("K"), job.get("L"))
+    r.check_settings(dict(K=K, L=L), K=r.codebook(), L=r.count())
+    if job.get("kl_weight") and job.get("beta") is None:
+        raise ValueError(f"kl_weight={job['kl_weight']!r} > 0 needs beta, a finite number > 0, got None")
 
 
 def evaluate_generation(model: VQVAE, x_train, x_a, x_b, *, beta, seed: int = 0, delta: float = 0.05) -> list[dict]:
@@ -125,6 +141,7 @@ PRIORS = register(Sweep(
     columns=("K", "L", "prior", "bound", "w2_gen"),
     grid=("KL", "train_seed"),
     data=_data,
+    check=_check,
 ))
 
 PENALTY = register(Sweep(
@@ -138,4 +155,5 @@ PENALTY = register(Sweep(
     columns=("kl_weight", "K", "L", "prior", "bound", "w2_gen"),
     grid=("kl_weight", "train_seed"),
     data=_data,
+    check=_check,
 ))

@@ -14,7 +14,8 @@ with its decoder's depth and width changed (:data:`CONV_AXES_QUICK`).
 """
 from __future__ import annotations
 
-from ..studies.capacity import capacity_runs, capacity_settings
+from ..studies.capacity import AXES, capacity_runs, capacity_settings
+from . import registry as r
 from .registry import Sweep, register
 
 __all__ = ["BASE", "AXES_QUICK", "AXES_FULL", "BASE_CONV", "CONV_AXES_QUICK", "CONV_AXES_FULL", "CAPACITY"]
@@ -43,6 +44,25 @@ def _data(job) -> dict:
     return {"x": ("digits", "train")}
 
 
+def _check(job, arrays) -> None:
+    """Every setting of one job of chapter 8's sweep, before anything is trained."""
+    x = arrays["x"]
+    setting = job["setting"]
+    if not isinstance(setting, dict):
+        raise ValueError(f"setting must be an object naming {AXES} (and optionally architecture), got {setting!r}")
+    unknown = sorted(set(setting) - {*AXES, "architecture"})
+    if unknown:
+        raise ValueError(f"setting has unknown name(s) {unknown}; known: {(*AXES, 'architecture')}")
+    capacity_settings(setting, {})  # every axis present, each a valid integer
+    r.check_settings(setting, architecture=r.one_of("mlp", "conv"))
+    r.check_settings(job, seeds=r.seeds, n=r.count(), n_test=r.count(), epochs=r.count(), batch_size=r.count(),
+                     lr=r.positive, code_dim=r.count())
+    r.check_settings(setting, K=r.codebook(job["code_dim"]),
+                     L=r.latent_grid(x, setting.get("architecture", "mlp")))
+    if job["n"] + job["n_test"] > len(x):
+        raise ValueError(f"n + n_test = {job['n'] + job['n_test']} is more than the {len(x)} images of the data")
+
+
 def _compute(x, *, setting, seeds, n, n_test, epochs, batch_size, lr, code_dim):
     return capacity_runs(x, setting, data_seeds=seeds, train_seeds=seeds, n=n, n_test=n_test, epochs=epochs,
                          batch_size=batch_size, lr=lr, code_dim=code_dim)
@@ -62,4 +82,5 @@ CAPACITY = register(Sweep(
     columns=("K", "L", "gap", "train_loss", "test_loss"),
     grid=("setting",),
     data=_data,
+    check=_check,
 ))

@@ -13,24 +13,38 @@ one job and returns its tidy rows. The cache key of a job is built from its conf
 and from the arrays it reads, nothing else. Jobs are cached one by one, so an
 interrupted sweep resumes where it stopped, and they can run in parallel
 (``executor="dask"``, see :mod:`vqlib.sweeps.jobs`). A job's rows follow the sweep's schema
-(:meth:`Sweep.check_rows`), checked when they are computed and again whenever they are
-read back from the cache.
+(:meth:`Sweep.check_rows`: finite numbers only), checked when they are computed and again
+whenever they are read back from the cache.
+
+Before any job is computed, every job's settings are checked (:meth:`Sweep.validate`: the
+sweep's ``check``, with the rules of this module such as :func:`counts` and :func:`seeds`), so
+a bad value anywhere in a list setting is refused before the first job is computed and
+cached; so is a bad ``VQLIB_DEVICE``. Every job is computed with one torch thread
+(:func:`vqlib.sweeps.jobs.one_torch_thread`), so a sweep's numbers are the same whatever the
+caller's thread count.
 """
 from __future__ import annotations
 
 import importlib
 import itertools
+import json
+import math
 import pkgutil
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from .._checks import check_seed, choice, fits_in_memory, nonnegative_float, positive_float, positive_int, unit_float
 from ..data import load_dataset
+from ..device import default_device
+from ..models.vqvae import latent_grids
 from .cache import cache_dir, cached, code_fingerprint, is_cached, lookup, rows_problem
-from .jobs import EXECUTORS, map_jobs
+from .jobs import EXECUTORS, map_jobs, one_torch_thread
 from .profile import PROFILES, current_profile
 
-__all__ = ["Sweep", "all_sweeps", "get", "register"]
+__all__ = ["Sweep", "all_sweeps", "get", "register", "check_settings", "count", "counts", "seed", "seeds",
+           "positive", "nonnegative", "open_unit", "one_of", "each", "optional", "codebook", "at_most", "half_of",
+           "few_subsets", "latent_grid"]
 
 _REGISTRY: dict[str, "Sweep"] = {}
 
@@ -65,6 +79,11 @@ class Sweep:
         ``data(job) -> {argument: (dataset, split)}``, the data one job reads (see
         :meth:`inputs`); without it a job reads ``x``, the ``"train"`` split of the
         configuration's ``dataset`` (default ``"digits"``).
+    check : callable, optional
+        ``check(job, arrays)`` raises ``ValueError`` naming a setting of one job that ``compute``
+        would refuse or could not finish (``arrays`` as ``compute`` gets them); it must be cheap:
+        :meth:`validate` calls it for every job before any is computed. Without it only the
+        configuration's shape is checked (:meth:`config`).
 
     See also
     --------
@@ -80,6 +99,7 @@ class Sweep:
     grid: tuple[str, ...] = field(default=())
     columns: tuple[str, ...] = field(default=())
     data: Callable[[Mapping], Mapping[str, tuple[str, str]]] | None = None
+    check: Callable[[Mapping, Mapping], None] | None = None
 
     def config(self, profile: str | None = None, **overrides) -> dict:
         """The configuration of ``profile``, with overrides (every chapter).
@@ -153,8 +173,9 @@ class Sweep:
     def check_rows(self, rows) -> str | None:
         """What is wrong with ``rows`` as one job's rows of this sweep (None: nothing) (every chapter).
 
-        The schema: a non-empty list of JSON objects, each naming its seeds (a column
-        whose name holds "seed", the book's convention) and holding ``columns``.
+        The schema: a non-empty list of JSON objects whose numbers are all finite (no NaN or
+        infinity, at any depth), each naming its seeds (a column whose name holds "seed", the
+        book's convention) and holding ``columns``.
 
         Parameters
         ----------
@@ -223,6 +244,66 @@ class Sweep:
                     loaded[pair] = load_dataset(pair[0], split=pair[1])
             arrays.append({arg: loaded[pair] for arg, pair in wanted.items()})
         return jobs, keys, arrays
+
+    def label(self, job: Mapping) -> str:
+        """A job named by its grid values, e.g. ``"L=4, K=16"`` (``""`` without a grid) (every chapter)."""
+        return ", ".join(f"{key}={json.dumps(job.get(key), separators=(',', ':'))}" for key in self.grid)
+
+    def _job_name(self, i: int, jobs: list) -> str:
+        """How messages name job ``i``: ``"job 2 of 6 (L=4, K=16)"``, or ``"its one job"``."""
+        label = self.label(jobs[i])
+        if len(jobs) == 1:
+            return f"its one job ({label})" if label else "its one job"
+        return f"job {i + 1} of {len(jobs)}" + (f" ({label})" if label else "")
+
+    def _check_jobs(self, jobs, arrays) -> None:
+        """``check`` on every job, before any is computed; a refusal names the sweep and the job."""
+        try:
+            default_device()  # a bad VQLIB_DEVICE is refused by every sweep, before it computes
+        except ValueError as err:
+            raise ValueError(f"sweep {self.name!r}: {err}") from None
+        if self.check is None:
+            return
+        for i, (job, data) in enumerate(zip(jobs, arrays)):
+            try:
+                self.check(job, data)
+            except ValueError as err:
+                where = "" if len(jobs) == 1 else f", {self._job_name(i, jobs)}"
+                raise ValueError(f"sweep {self.name!r}{where}: {err}") from None
+
+    def validate(self, profile: str | None = None, **overrides) -> int:
+        """Check every job of this configuration, computing nothing; the number of jobs (every chapter).
+
+        :meth:`run` does the same before it computes its first job, and ``python -m vqlib run``
+        before it computes anything: a bad value anywhere in a list setting (``n=[8, 0]``) is
+        refused before the good ones are computed and cached. The data the jobs read are loaded
+        (some checks depend on their size, e.g. n ≤ half the images).
+
+        Parameters
+        ----------
+        profile : str, optional
+            ``"quick"`` or ``"full"`` (default: :func:`vqlib.sweeps.current_profile`).
+        **overrides
+            As in :meth:`config`.
+
+        Returns
+        -------
+        int
+            The number of jobs.
+
+        Raises
+        ------
+        ValueError
+            As :meth:`config`; when ``VQLIB_DEVICE`` is bad (:func:`vqlib.default_device`); or when
+            the sweep's ``check`` refuses a job, naming the sweep, the job and the setting.
+
+        See also
+        --------
+        config, run; every chapter.
+        """
+        jobs, _, arrays = self._plan(profile, overrides)
+        self._check_jobs(jobs, arrays)
+        return len(jobs)
 
     def count_cached(self, profile: str | None = None, *, root=None, **overrides) -> tuple[int, int]:
         """(jobs with a healthy cache entry in ``root``, all jobs) of this configuration; reads only (every chapter).
@@ -297,9 +378,17 @@ class Sweep:
         Raises
         ------
         ValueError
-            When ``executor`` is not one of ``("serial", "dask")``, as :meth:`config`, when
-            ``workers`` is not an integer ≥ 1 (Dask), or when computed rows break the schema
-            (:meth:`check_rows`).
+            When ``executor`` is not one of ``("serial", "dask")``, as :meth:`config` and
+            :meth:`validate` (before any job is computed), when ``workers`` is not an integer ≥ 1
+            (Dask), or when computed rows break the schema (:meth:`check_rows`: a NaN or an
+            infinity included; they are not cached).
+
+        Notes
+        -----
+        Each job is computed with one torch thread, the caller's setting restored after
+        (:func:`vqlib.sweeps.jobs.one_torch_thread`): convolutions reduce in an order that depends
+        on the number of threads, and a sweep's numbers (and its cache entries) must not depend
+        on the machine that computed them.
 
         See also
         --------
@@ -310,15 +399,21 @@ class Sweep:
             raise ValueError(f"executor={executor!r} is not one of {EXECUTORS}")
 
         jobs, keys, arrays = self._plan(profile, overrides)
+        self._check_jobs(jobs, arrays)  # every job, before the first is computed
         # the folder is resolved here, so workers started elsewhere write where this reads
         # and under this process's code fingerprint
         root = cache_dir() if cache else None
         code = code_fingerprint()
         name, compute, check = self.name, self.compute, self.check_rows
+        labels = [self._job_name(i, jobs) for i in range(len(jobs))]
 
         def one(i):
-            return cached(name, keys[i], lambda: compute(**arrays[i], **jobs[i]), data=arrays[i], refresh=refresh,
-                          root=root, code=code, validate=check)
+            def computed():
+                with one_torch_thread():  # the same numbers at any thread count
+                    return compute(**arrays[i], **jobs[i])
+
+            return cached(name, keys[i], computed, data=arrays[i], refresh=refresh, root=root, code=code,
+                          validate=check, job=labels[i])
 
         results: list = [None] * len(jobs)
         todo = list(range(len(jobs)))
@@ -339,6 +434,142 @@ class Sweep:
             for i, rows in zip(todo, map_jobs(one, todo, executor=executor, workers=workers)):
                 results[i] = rows
         return [row for rows in results for row in rows]
+
+
+# --------------------------------------------------------------------------- rules for a sweep's check
+# Each rule is ``rule(value, name)``: it returns nothing and raises ValueError naming the setting
+# (the shared checks of vqlib._checks). A sweep's ``check`` applies them with check_settings.
+
+Rule = Callable[[object, str], None]
+
+
+def check_settings(job: Mapping, **rules: Rule) -> None:
+    """Apply ``rules[name](job[name], name)`` to every setting named (every chapter's sweep).
+
+    Parameters
+    ----------
+    job : mapping
+        One job's configuration.
+    **rules
+        A rule per setting name (:func:`count`, :func:`seeds`, …); a name the job lacks is skipped.
+
+    Raises
+    ------
+    ValueError
+        The first rule's refusal, naming the setting and its value.
+    """
+    for name, rule in rules.items():
+        if name in job:
+            rule(job[name], name)
+
+
+def count(minimum: int = 1) -> Rule:
+    """Rule: an integer ≥ ``minimum``."""
+    def rule(value, name):
+        positive_int(value, name, minimum=minimum)
+    return rule
+
+
+def at_most(limit: int, minimum: int = 1, why: str = "") -> Rule:
+    """Rule: an integer in [``minimum``, ``limit``]."""
+    def rule(value, name):
+        if positive_int(value, name, minimum=minimum) > limit:
+            raise ValueError(f"{name} must be at most {limit}{why}, got {value!r}")
+    return rule
+
+
+def seed(value, name) -> None:
+    """Rule: a seed, an integer in [0, 2**63 − 1]."""
+    check_seed(value, name)
+
+
+def positive(value, name) -> None:
+    """Rule: a finite number > 0."""
+    positive_float(value, name)
+
+
+def nonnegative(value, name) -> None:
+    """Rule: a finite number ≥ 0."""
+    nonnegative_float(value, name)
+
+
+def open_unit(value, name) -> None:
+    """Rule: a number in (0, 1) (a confidence, a δ)."""
+    unit_float(value, name, open_left=True, open_right=True)
+
+
+def one_of(*options) -> Rule:
+    """Rule: one of ``options``."""
+    def rule(value, name):
+        choice(value, name, options)
+    return rule
+
+
+def optional(inner: Rule) -> Rule:
+    """Rule: None, or what ``inner`` accepts."""
+    def rule(value, name):
+        if value is not None:
+            inner(value, name)
+    return rule
+
+
+def each(inner: Rule, *, distinct: bool = False, length: int | None = None) -> Rule:
+    """Rule: a non-empty list whose every entry ``inner`` accepts (of ``length`` entries, when given)."""
+    def rule(value, name):
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ValueError(f"{name} must be a non-empty list, got {value!r}")
+        if length is not None and len(value) != length:
+            raise ValueError(f"{name} must hold {length} entries, got {value!r}")
+        for i, entry in enumerate(value):
+            inner(entry, f"{name}[{i}]")
+        if distinct and len({json.dumps(v, sort_keys=True) for v in value}) != len(value):
+            raise ValueError(f"{name} must hold distinct entries, got {value!r}")
+    return rule
+
+
+def seeds(value, name) -> None:
+    """Rule: a non-empty list of distinct seeds."""
+    each(seed, distinct=True)(value, name)
+
+
+def counts(value, name) -> None:
+    """Rule: a non-empty list of integers ≥ 1."""
+    each(count())(value, name)
+
+
+def codebook(code_dim: int = 8) -> Rule:
+    """Rule: a number of codes K ≥ 1 whose codebook (K × ``code_dim`` floats) fits in memory."""
+    def rule(value, name):
+        K = positive_int(value, name)
+        fits_in_memory(K * code_dim * 4, f"{name}={K!r}: a codebook of {K} codes")
+    return rule
+
+
+def half_of(images, name: str = "the data") -> Rule:
+    """Rule: n ≥ 1 with 2n ≤ the number of ``images`` (a supersample of n pairs)."""
+    return at_most(len(images) // 2, why=f" (half the {len(images)} images of {name})")
+
+
+def latent_grid(images, architecture: str = "conv") -> Rule:
+    """Rule: L ≥ 1, and for ``architecture="conv"`` one of the latent grids of ``images``' shape."""
+    def rule(value, name):
+        L = positive_int(value, name)
+        if architecture == "conv":
+            grids = latent_grids(tuple(images.shape[1:]))
+            if L not in grids:
+                valid = ", ".join(f"{g} ({h} × {w})" for g, (h, w) in grids.items())
+                raise ValueError(f"{name}={L!r} is not a latent grid of architecture='conv' on inputs of shape "
+                                 f"{tuple(images.shape[1:])}: valid L are {valid}")
+    return rule
+
+
+def few_subsets(limit: int) -> Rule:
+    """Rule: n ≥ 1 with C(2n, n) ≤ ``limit`` (an exact enumeration of every training set)."""
+    def rule(value, name):
+        n = positive_int(value, name)
+        if n > 64 or math.comb(2 * n, n) > limit:
+            raise ValueError(f"{name}={n!r} is too large to enumerate its C(2n, n) training sets (at most {limit:,})")
+    return rule
 
 
 def register(sweep: Sweep) -> Sweep:
